@@ -7,7 +7,9 @@ packages=(
   build-essential cmake ninja-build pkg-config   # toolchain: g++ 12, CMake >= 3.25, Ninja
   libgtest-dev                                   # GoogleTest
   libcli11-dev                                   # command-line parsing
-  nlohmann-json3-dev                             # JSON (test manifests; model architectures)
+  nlohmann-json3-dev                             # JSON (test manifests; model architectures; safetensors headers)
+  zlib1g-dev                                     # gzip-compressed IDX datasets
+  dataset-fashion-mnist                          # the default dataset, /usr/share/datasets/fashion-mnist
   python3 python3-numpy python3-torch            # /usr/bin/python3 with NumPy and PyTorch: the test oracle
 )
 

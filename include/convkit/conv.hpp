@@ -6,7 +6,9 @@
 // so depthwise convolution is a Conv2D with those parameters (see depthwise_to_conv2d()).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -113,30 +115,67 @@ int64_t conv2d_param_count(const Conv2dParams& p, int64_t in_channels);
 void activation_forward(Activation act, float* y, int64_t count);
 void activation_backward(Activation act, const float* y, float* dy, int64_t count);
 
-// The convolution operator for one geometry (DESIGN.md §2, operator/plan). Built once, executed many times;
-// the execute functions allocate nothing and may be called from several threads at once. Buffers are
-// dense NHWC / HWIO float32 of the shapes in the comments.
+namespace detail {
+class Conv2dImpl;  // one algorithm's plan (src/ops/conv2d_algorithms.hpp)
+}
+
+// The algorithms behind Conv2dPlan, in the order they are tried (the first that supports the geometry wins):
+//   gemm_1x1:      1x1 kernel, stride 1, no padding: a plain GEMM over the NHWC rows;
+//   depthwise:     groups == input channels (> 1): a kernel vectorised over channels;
+//   implicit_gemm: everything else: GEMM through an indirection table of input rows (no im2col copy);
+//   reference:     the plain loops of src/ref, which support every valid configuration.
+enum class Conv2dAlgorithm { automatic, gemm_1x1, depthwise, implicit_gemm, reference };
+std::string to_string(Conv2dAlgorithm algo);                 // "auto", "gemm_1x1", "depthwise", ...
+Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name);  // throws convkit::Error naming the choices
+
+// The convolution operator for one geometry (DESIGN.md §2, operator/plan). Built once, executed many times.
+// create() resolves the geometry, picks the algorithm for it and for the active ISA (convkit/runtime.hpp) and
+// builds the indirection tables; the thread count in force at creation is the one the plan uses.
+//
+// Buffers are dense NHWC / HWIO float32 of the shapes in the comments. The weights are read (and packed into the
+// workspace) on every call, because training changes them at every step. The overloads taking a workspace
+// allocate nothing; the workspace must hold workspace_size() bytes (any alignment) and may only be shared by calls
+// that do not run at the same time. Several threads may execute one plan at once, each with its own workspace.
+// The overloads without a workspace allocate one per call.
+//
+// Numerical agreement with the reference kernels (tests/ops): |fast - ref| <= 1e-5 * S + 1e-6 elementwise, with S
+// the same computation on absolute values (the summation order differs; see docs/numerics.md).
 class Conv2dPlan {
  public:
-  static Conv2dPlan create(const Conv2dParams& p, const Shape& input_shape);
+  // algo = automatic picks the first algorithm that supports the geometry; any other value forces that algorithm
+  // and throws convkit::Error with its reason if it cannot run this convolution.
+  static Conv2dPlan create(const Conv2dParams& p, const Shape& input_shape,
+                           Conv2dAlgorithm algo = Conv2dAlgorithm::automatic);
 
   const Conv2dParams& params() const { return params_; }
   const Conv2dGeometry& geometry() const { return geom_; }
-  // Name of the chosen algorithm, and a printable account of the choice.
+  // Name of the chosen algorithm ("implicit_gemm", ...), and a printable account of the choice: the geometry, the
+  // ISA, the kernels and thread count, and why each algorithm ahead of the chosen one was not taken.
   std::string algorithm() const;
+  Conv2dAlgorithm algorithm_id() const { return algo_; }
   std::string explain() const;
 
-  // y (N, OH, OW, OC) = act(conv(x (N, IH, IW, IC), w (KH, KW, IC/G, OC)) + b (OC)); b may be null.
+  // Bytes of scratch memory the execute functions need (the same for all three).
+  std::size_t workspace_size() const;
+
+  // y (N, OH, OW, OC) = act(conv(x (N, IH, IW, IC), w (KH, KW, IC/G, OC)) + b (OC)); b is ignored when use_bias is
+  // false and may then be null.
+  void forward(const float* x, const float* w, const float* b, float* y, void* workspace) const;
   void forward(const float* x, const float* w, const float* b, float* y) const;
   // Gradients of the pre-activation output dz (N, OH, OW, OC) (see activation_backward):
   // dx (N, IH, IW, IC) = dL/dx, overwritten.
+  void backward_data(const float* dz, const float* w, float* dx, void* workspace) const;
   void backward_data(const float* dz, const float* w, float* dx) const;
   // dw (KH, KW, IC/G, OC) = dL/dw, overwritten; db (OC) = dL/db, overwritten (may be null).
+  void backward_weights(const float* x, const float* dz, float* dw, float* db, void* workspace) const;
   void backward_weights(const float* x, const float* dz, float* dw, float* db) const;
 
  private:
   Conv2dParams params_;
   Conv2dGeometry geom_;
+  Conv2dAlgorithm algo_ = Conv2dAlgorithm::reference;
+  std::string explain_;
+  std::shared_ptr<const detail::Conv2dImpl> impl_;  // immutable once built: copies of the plan share it
 };
 
 // Convenience wrappers over Conv2dPlan for whole tensors, with shape checks that name the tensor.

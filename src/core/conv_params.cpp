@@ -1,5 +1,6 @@
 // Conv2D parameters: names, validation and resolution against an input shape.
 #include <cmath>
+#include <limits>
 
 #include "convkit/conv.hpp"
 #include "convkit/error.hpp"
@@ -76,6 +77,12 @@ Conv2dParams depthwise_to_conv2d(const DepthwiseConv2dParams& d, int64_t in_chan
   if (in_channels <= 0) throw Error(cat("DepthwiseConv2D: input channels must be positive, got ", in_channels));
   if (d.depth_multiplier <= 0)
     throw Error(cat("DepthwiseConv2D: depth_multiplier must be positive, got ", d.depth_multiplier));
+  // filters and groups are int: refuse rather than wrap when in_channels * depth_multiplier does not fit.
+  // (Testing in_channels first keeps the product itself from overflowing.)
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  if (in_channels > kMax || in_channels * d.depth_multiplier > kMax)
+    throw Error(cat("DepthwiseConv2D: in_channels (", in_channels, ") * depth_multiplier (", d.depth_multiplier,
+                    ") is more than ", kMax, " filters"));
   Conv2dParams p;
   p.filters = static_cast<int>(in_channels * d.depth_multiplier);
   p.kernel_size = d.kernel_size;

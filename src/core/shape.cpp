@@ -59,8 +59,9 @@ AxisGeometry resolve_axis(const AxisSpec& s) {
       }
       if (s.ceil_mode) {
         g.out = ceil_div(padded - k_eff, s.stride) + 1;
-        // PyTorch: the last window must start inside the input or the leading padding.
-        if ((g.out - 1) * s.stride >= s.in + g.pad_before) --g.out;
+        // PyTorch: windows that would start in the trailing padding are ignored. With PyTorch's symmetric
+        // pad <= kernel / 2 at most one can; convkit's asymmetric pads can produce several, so drop them all.
+        while ((g.out - 1) * s.stride >= s.in + g.pad_before) --g.out;
       } else {
         g.out = floor_div(padded - k_eff, s.stride) + 1;
       }

@@ -37,6 +37,9 @@ void Tensor::Free::operator()(float* p) const { ::operator delete[](p, std::alig
 
 namespace {
 float* allocate(int64_t count) {
+  // count * 4 bytes, rounded up, must not wrap around size_t (it would allocate a few bytes for a huge shape).
+  if (static_cast<uint64_t>(count) > (std::numeric_limits<std::size_t>::max() - kTensorAlignment) / sizeof(float))
+    throw Error(cat("a tensor of ", count, " float32 elements is too large to allocate"));
   // Round up to whole cache lines so that vector loops may read a full line at the end.
   const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(float) + kTensorAlignment - 1) /
                             kTensorAlignment * kTensorAlignment;

@@ -16,6 +16,8 @@ namespace convkit {
 using core::cat;
 
 std::string read_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw Error(cat(path, ": is a directory, not a file"));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(cat(path, ": cannot open for reading: ", std::strerror(errno)));
   std::ostringstream ss;

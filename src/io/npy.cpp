@@ -109,8 +109,11 @@ class HeaderParser {
       if (!std::isdigit(static_cast<unsigned char>(peek()))) fail("expected a dimension");
       int64_t d = 0;
       while (std::isdigit(static_cast<unsigned char>(peek()))) {
-        d = d * 10 + (s_[i_++] - '0');
-        if (d > max_elements) fail(cat("dimension larger than the limit of ", max_elements, " elements"));
+        const int digit = s_[i_] - '0';
+        // Checked before the multiplication, so that the accumulator itself cannot overflow.
+        if (d > (max_elements - digit) / 10) fail(cat("dimension larger than the limit of ", max_elements, " elements"));
+        d = d * 10 + digit;
+        ++i_;
       }
       shape.push_back(d);
       if (d != 0 && total > max_elements / d)
@@ -165,11 +168,13 @@ Tensor parse_npy(std::string_view bytes, const std::string& name, int64_t max_el
     throw Error(cat(name, ": Fortran-ordered arrays are not supported; save with np.ascontiguousarray(x)"));
   const int64_t count = shape_elements(shape);
   const std::size_t data_at = prefix + header_len;
-  const std::size_t want = static_cast<std::size_t>(count) * sizeof(float);
   const std::size_t have = bytes.size() - data_at;
-  if (have < want)
-    throw Error(cat(name, ": truncated .npy file (shape ", shape_to_string(shape), " needs ", want,
-                    " bytes of data, only ", have, " present)"));
+  // Compared in elements: count * 4 bytes can wrap around when max_elements is lifted.
+  if (static_cast<uint64_t>(count) > have / sizeof(float))
+    throw Error(cat(name, ": truncated .npy file (shape ", shape_to_string(shape), " needs ", count,
+                    " float32 values = ", static_cast<long double>(count) * sizeof(float), " bytes of data, only ",
+                    have, " present)"));
+  const std::size_t want = static_cast<std::size_t>(count) * sizeof(float);
   if (have > want)
     throw Error(cat(name, ": corrupt .npy file (", have - want, " bytes after the data of shape ",
                     shape_to_string(shape), ")"));

@@ -1,0 +1,32 @@
+#include "config/kernels.hpp"
+
+namespace convkit::config {
+
+namespace {
+
+#define CONVKIT_KERNEL_TABLE(isa, MR, NR)                                                                      \
+  KernelTable {                                                                                                \
+    Isa::isa, MR, NR, uk::f32_gemm_##MR##x##NR##__##isa, uk::f32_igemm_##MR##x##NR##__##isa,                   \
+        uk::f32_wgrad_##MR##x##NR##__##isa, uk::f32_dwconv__##isa, uk::f32_dwconv_reduce__##isa,               \
+        uk::f32_dwconv_wgrad__##isa, "f32_gemm_" #MR "x" #NR "__" #isa, "f32_igemm_" #MR "x" #NR "__" #isa,    \
+        "f32_wgrad_" #MR "x" #NR "__" #isa, "f32_dwconv__" #isa                                               \
+  }
+
+const KernelTable kGeneric = CONVKIT_KERNEL_TABLE(generic, 4, 8);
+const KernelTable kAvx2 = CONVKIT_KERNEL_TABLE(avx2, 6, 16);
+const KernelTable kAvx512 = CONVKIT_KERNEL_TABLE(avx512, 14, 32);
+
+#undef CONVKIT_KERNEL_TABLE
+
+}  // namespace
+
+const KernelTable& kernels(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return kAvx512;
+    case Isa::avx2: return kAvx2;
+    case Isa::generic: break;
+  }
+  return kGeneric;
+}
+
+}  // namespace convkit::config

@@ -1,0 +1,29 @@
+// src/config/kernels.hpp — the table of microkernels for each ISA (what an algorithm calls, and the register
+// block it must lay its data out for).
+#pragma once
+
+#include "convkit/runtime.hpp"
+#include "ukernels/ukernels.hpp"
+
+namespace convkit::config {
+
+struct KernelTable {
+  Isa isa;
+  int mr;  // GEMM register block: rows (output pixels) ...
+  int nr;  // ... x columns (output channels); packed weight blocks are nr wide
+  uk::GemmFn gemm;
+  uk::IgemmFn igemm;
+  uk::WgradFn wgrad;
+  uk::DwconvFn dwconv;
+  uk::DwconvReduceFn dwconv_reduce;
+  uk::DwconvWgradFn dwconv_wgrad;
+  const char* gemm_name;  // "f32_gemm_14x32__avx512", for explain()
+  const char* igemm_name;
+  const char* wgrad_name;
+  const char* dwconv_name;
+};
+
+// The kernels of `isa`; the caller checks cpu_supports(isa) first (active_isa() only returns supported ones).
+const KernelTable& kernels(Isa isa);
+
+}  // namespace convkit::config

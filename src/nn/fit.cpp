@@ -1,0 +1,254 @@
+// The training loop: shuffled mini-batches, a Keras-style progress bar, validation, early stopping.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <ostream>
+
+#include "convkit/error.hpp"
+#include "convkit/train.hpp"
+#include "core/strings.hpp"
+
+namespace convkit {
+
+using core::cat;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Rows idx[begin, end) of t, as a new tensor with that many rows.
+Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& idx, std::size_t begin, std::size_t end) {
+  const int64_t row = t.size() / t.dim(0);
+  Shape s = t.shape();
+  s[0] = int64_t(end - begin);
+  Tensor out(s);
+  for (std::size_t i = begin; i < end; ++i)
+    std::memcpy(out.data() + int64_t(i - begin) * row, t.data() + idx[i] * row, std::size_t(row) * sizeof(float));
+  return out;
+}
+
+std::string seconds_text(double s) {
+  if (s >= 3600) return cat(int(s / 3600), ":", (int(s) % 3600) / 60 < 10 ? "0" : "", (int(s) % 3600) / 60, ":",
+                            int(s) % 60 < 10 ? "0" : "", int(s) % 60);
+  if (s >= 60) return cat(int(s / 60), ":", int(s) % 60 < 10 ? "0" : "", int(s) % 60);
+  return cat(int(std::lround(s)), "s");
+}
+
+std::string fixed4(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", v);
+  return buf;
+}
+
+// Keras' progress bar: "  469/938 [=============>...............] - ETA: 12s - loss: 0.6123 - accuracy: 0.7800".
+class Progress {
+ public:
+  Progress(std::ostream* out, bool terminal, int64_t steps) : out_(out), terminal_(terminal), steps_(steps) {}
+
+  void update(int64_t step, double loss, double acc, Clock::time_point start) {
+    if (!out_ || !terminal_) return;
+    const auto now = Clock::now();
+    if (step < steps_ && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start).count();
+    const double eta = step > 0 ? elapsed / double(step) * double(steps_ - step) : 0;
+    *out_ << "\r" << bar(step) << " - ETA: " << seconds_text(eta) << " - loss: " << fixed4(loss)
+          << " - accuracy: " << fixed4(acc) << "   " << std::flush;
+  }
+
+  void finish(const EpochLog& log) {
+    if (!out_) return;
+    const double per_step_ms = log.seconds * 1000.0 / double(std::max<int64_t>(steps_, 1));
+    if (terminal_) *out_ << "\r";
+    *out_ << bar(steps_) << " - " << seconds_text(log.seconds) << " " << int(std::lround(per_step_ms))
+          << "ms/step - loss: " << fixed4(log.loss) << " - accuracy: " << fixed4(log.accuracy);
+    if (log.val_loss) *out_ << " - val_loss: " << fixed4(*log.val_loss) << " - val_accuracy: " << fixed4(*log.val_accuracy);
+    *out_ << " - lr: " << log.learning_rate << "\n" << std::flush;
+  }
+
+ private:
+  std::string bar(int64_t step) const {
+    constexpr int kWidth = 30;
+    const std::string total = std::to_string(steps_);
+    std::string counter = std::to_string(step);
+    counter.insert(0, total.size() - std::min(total.size(), counter.size()), ' ');
+    const int filled = int(double(kWidth) * double(step) / double(std::max<int64_t>(steps_, 1)));
+    std::string b(std::size_t(kWidth), '.');
+    for (int i = 0; i < filled; ++i) b[std::size_t(i)] = '=';
+    if (filled < kWidth && step > 0) b[std::size_t(std::max(filled, 0))] = '>';
+    return cat(counter, "/", total, " [", b, "]");
+  }
+  std::ostream* out_;
+  bool terminal_;
+  int64_t steps_;
+  Clock::time_point last_{};
+};
+
+bool all_finite(const Tensor& t) {
+  for (float v : t.values())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+void check_data(const char* what, const Tensor& x, const Tensor& y) {
+  if (x.rank() < 1 || x.dim(0) == 0) throw Error(cat(what, ": no samples (inputs of shape ", shape_to_string(x.shape()), ")"));
+  if (y.rank() < 1 || y.dim(0) != x.dim(0))
+    throw Error(cat(what, ": ", x.dim(0), " inputs but targets of shape ", shape_to_string(y.shape())));
+}
+
+}  // namespace
+
+EvalResult evaluate(Sequential& model, const Tensor& x, const Tensor& y, const Loss& loss, int batch_size) {
+  check_data("evaluate", x, y);
+  if (batch_size <= 0) throw Error(cat("evaluate: batch_size must be positive, got ", batch_size));
+  const int64_t n = x.dim(0);
+  std::vector<int64_t> idx(static_cast<std::size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  EvalResult r;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const std::size_t end = std::size_t(std::min<int64_t>(n, start + batch_size));
+    const Tensor xb = gather_rows(x, idx, std::size_t(start), end), yb = gather_rows(y, idx, std::size_t(start), end);
+    const Tensor pred = model.forward(xb, false);
+    const double b = double(end) - double(start);
+    r.loss += loss.compute(pred, yb, nullptr) * b;
+    r.accuracy += accuracy(pred, yb) * b;
+  }
+  r.samples = n;
+  r.loss /= double(n);
+  r.accuracy /= double(n);
+  return r;
+}
+
+History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& loss, Optimizer& opt,
+            const FitOptions& o) {
+  check_data("fit", x, y);
+  if (o.epochs <= 0) throw Error(cat("fit: epochs must be positive, got ", o.epochs));
+  if (o.batch_size <= 0) throw Error(cat("fit: batch_size must be positive, got ", o.batch_size));
+  if (o.steps_per_epoch < 0) throw Error(cat("fit: steps_per_epoch must be non-negative, got ", o.steps_per_epoch));
+  if ((o.x_val == nullptr) != (o.y_val == nullptr)) throw Error("fit: validation needs both inputs and targets");
+  if (o.x_val) check_data("fit (validation data)", *o.x_val, *o.y_val);
+  const bool monitor_val = o.monitor.rfind("val_", 0) == 0;
+  const bool monitor_acc = o.monitor.find("accuracy") != std::string::npos;
+  if (o.monitor != "loss" && o.monitor != "accuracy" && o.monitor != "val_loss" && o.monitor != "val_accuracy")
+    throw Error(cat("fit: monitor must be loss, accuracy, val_loss or val_accuracy, got '", o.monitor, "'"));
+  if (monitor_val && !o.x_val && o.patience > 0)
+    throw Error(cat("fit: early stopping monitors '", o.monitor, "' but no validation data was given"));
+
+  const int64_t n = x.dim(0);
+  const int64_t full_steps = (n + o.batch_size - 1) / o.batch_size;
+  const int64_t steps = o.steps_per_epoch > 0 ? o.steps_per_epoch : full_steps;
+  const int64_t total_steps = steps * o.epochs;
+  const bool terminal = o.progress_is_terminal.value_or(::isatty(STDOUT_FILENO) != 0);
+  std::vector<Weight*> trainable = model.trainable_weights();
+  opt.prepare(trainable);
+
+  Rng rng(o.seed);
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::size_t cursor = order.size();  // position in the current pass over the data
+
+  History h;
+  double best = monitor_acc ? -INFINITY : INFINITY;
+  int since_best = 0;
+  std::vector<Tensor> best_weights;
+  int64_t global_step = opt.iterations;
+  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+    if (o.progress) *o.progress << "Epoch " << epoch << "/" << o.epochs << "\n";
+    Progress progress(o.progress, terminal, steps);
+    const auto start = Clock::now();
+    double loss_sum = 0, acc_sum = 0;
+    int64_t seen = 0;
+    float lr = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+      if (cursor >= order.size()) {  // a new pass over the data, freshly shuffled
+        if (o.shuffle)
+          for (std::size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+        cursor = 0;
+      }
+      const std::size_t end = std::min(order.size(), cursor + std::size_t(o.batch_size));
+      const Tensor xb = gather_rows(x, order, cursor, end), yb = gather_rows(y, order, cursor, end);
+      cursor = end;
+      const Tensor pred = model.forward(xb, true);
+      Tensor dpred;
+      const double l = loss.compute(pred, yb, &dpred);
+      // Where a non-finite value came from: the input, the first layer with a non-finite output, or `otherwise`.
+      auto culprit_text = [&](const std::string& otherwise) {
+        const std::string culprit = model.first_nonfinite_layer(xb, true);
+        return culprit.empty()       ? otherwise
+               : culprit == "input" ? std::string("the input batch holds non-finite values")
+                                    : cat("the first layer with a non-finite output is '", culprit, "'");
+      };
+      if (!std::isfinite(l)) {
+        throw Error(cat("training stopped: the loss became ", std::isnan(l) ? "NaN" : "infinite", " at epoch ", epoch,
+                        ", step ", s + 1, "; ",
+                        culprit_text("every layer's output was finite: the loss itself overflowed")));
+      }
+      model.backward(dpred);
+      // A finite loss does not imply finite gradients: relu maps NaN to 0 (activation_forward), so a NaN input
+      // pixel can vanish from the forward pass yet reach a kernel's gradient. Stop before the step writes NaN
+      // into the weights.
+      for (std::size_t i = 0; i < model.size(); ++i)
+        for (const Weight* w : model.layer(i).weights())
+          if (w->trainable && !all_finite(w->grad))
+            throw Error(cat("training stopped: the gradient of '", model.layer(i).name(), "' ", w->name,
+                            " became non-finite at epoch ", epoch, ", step ", s + 1, "; ",
+                            culprit_text("every layer's output was finite")));
+      lr = o.schedule.at(global_step, total_steps, steps);
+      opt.step(trainable, lr);
+      ++global_step;
+      const double b = double(xb.dim(0));
+      loss_sum += l * b;
+      acc_sum += accuracy(pred, yb) * b;
+      seen += xb.dim(0);
+      progress.update(s + 1, loss_sum / double(seen), acc_sum / double(seen), start);
+    }
+    EpochLog log;
+    log.epoch = epoch;
+    log.loss = loss_sum / double(seen);
+    log.accuracy = acc_sum / double(seen);
+    log.learning_rate = lr;
+    if (o.x_val) {
+      const EvalResult v = evaluate(model, *o.x_val, *o.y_val, loss);
+      log.val_loss = v.loss;
+      log.val_accuracy = v.accuracy;
+    }
+    log.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    progress.finish(log);
+    h.epochs.push_back(log);
+
+    const double value = o.monitor == "loss" ? log.loss
+                         : o.monitor == "accuracy" ? log.accuracy
+                         : o.monitor == "val_loss" ? log.val_loss.value_or(log.loss)
+                                                   : log.val_accuracy.value_or(log.accuracy);
+    const bool improved = monitor_acc ? value > best : value < best;
+    if (improved) {
+      best = value;
+      since_best = 0;
+      if (o.restore_best_weights) {
+        best_weights.clear();
+        for (Weight* w : model.weights()) best_weights.push_back(w->value);
+      }
+    } else {
+      ++since_best;
+    }
+    if (o.on_epoch_end && !o.on_epoch_end(log, improved)) {
+      h.stopped_reason = "callback";
+      break;
+    }
+    if (o.patience > 0 && since_best >= o.patience) {
+      h.stopped_reason = "early stopping";
+      if (o.progress) *o.progress << "Early stopping: " << o.monitor << " has not improved for " << o.patience
+                                  << " epochs\n";
+      break;
+    }
+  }
+  if (o.restore_best_weights && !best_weights.empty()) {
+    std::size_t i = 0;
+    for (Weight* w : model.weights()) w->value = best_weights[i++];
+  }
+  return h;
+}
+
+}  // namespace convkit

@@ -1,0 +1,146 @@
+// Optimisers with Keras' update rules.
+#include <cmath>
+
+#include "convkit/error.hpp"
+#include "convkit/train.hpp"
+#include "core/strings.hpp"
+
+namespace convkit {
+
+using core::cat;
+
+namespace {
+
+// Slots shaped like each weight, created once for a given list of weights.
+struct Slots {
+  std::vector<std::vector<Tensor>> per_weight;  // [weight][slot]
+  void ensure(const std::vector<Weight*>& ws, std::size_t count) {
+    if (per_weight.size() == ws.size()) {
+      bool same = true;
+      for (std::size_t i = 0; i < ws.size() && same; ++i) same = per_weight[i][0].shape() == ws[i]->value.shape();
+      if (same) return;
+      if (!per_weight.empty())
+        throw Error("optimizer: the weights changed shape since the optimizer's slots were created");
+    } else if (!per_weight.empty()) {
+      throw Error(cat("optimizer: prepared for ", per_weight.size(), " weights, asked to update ", ws.size()));
+    }
+    per_weight.assign(ws.size(), {});
+    for (std::size_t i = 0; i < ws.size(); ++i)
+      for (std::size_t k = 0; k < count; ++k) per_weight[i].emplace_back(ws[i]->value.shape());
+  }
+  std::vector<std::pair<std::string, Tensor*>> state(const char* const* names, std::size_t count) {
+    std::vector<std::pair<std::string, Tensor*>> out;
+    for (std::size_t i = 0; i < per_weight.size(); ++i)
+      for (std::size_t k = 0; k < count; ++k) out.emplace_back(cat(i, "/", names[k]), &per_weight[i][k]);
+    return out;
+  }
+};
+
+// SGD: v = momentum * v - lr * g; w += v (Nesterov: w += momentum * v - lr * g). No momentum: w -= lr * g.
+class Sgd final : public Optimizer {
+ public:
+  explicit Sgd(SgdOptions o) : o_(o) {
+    if (o.momentum < 0 || o.momentum >= 1) throw Error(cat("SGD: momentum must be in [0, 1), got ", o.momentum));
+  }
+  std::string name() const override { return "SGD"; }
+  void prepare(const std::vector<Weight*>& ws) override { slots_.ensure(ws, 1); }
+  void step(const std::vector<Weight*>& ws, float lr) override {
+    prepare(ws);
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+      float* w = ws[i]->value.data();
+      const float* g = ws[i]->grad.data();
+      float* v = slots_.per_weight[i][0].data();
+      const int64_t n = ws[i]->value.size();
+      if (o_.momentum == 0.0f) {
+        for (int64_t j = 0; j < n; ++j) w[j] -= lr * g[j];
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          v[j] = o_.momentum * v[j] - lr * g[j];
+          w[j] += o_.nesterov ? o_.momentum * v[j] - lr * g[j] : v[j];
+        }
+      }
+    }
+    ++iterations;
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    static const char* const names[] = {"velocity"};
+    return slots_.state(names, 1);
+  }
+  std::vector<std::pair<std::string, double>> options() const override {
+    return {{"momentum", o_.momentum}, {"nesterov", o_.nesterov ? 1.0 : 0.0}};
+  }
+
+ private:
+  SgdOptions o_;
+  Slots slots_;
+};
+
+// Adam (Keras): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+// w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps). AdamW first decays w -= lr * wd * w.
+class Adam final : public Optimizer {
+ public:
+  Adam(AdamOptions o, bool decoupled) : o_(o), decoupled_(decoupled) {
+    if (!(o.beta_1 >= 0 && o.beta_1 < 1) || !(o.beta_2 >= 0 && o.beta_2 < 1))
+      throw Error(cat(name(), ": beta_1 and beta_2 must be in [0, 1), got ", o.beta_1, " and ", o.beta_2));
+    if (!(o.epsilon > 0)) throw Error(cat(name(), ": epsilon must be positive, got ", o.epsilon));
+    if (o.weight_decay < 0) throw Error(cat(name(), ": weight_decay must be non-negative, got ", o.weight_decay));
+  }
+  std::string name() const override { return decoupled_ ? "AdamW" : "Adam"; }
+  void prepare(const std::vector<Weight*>& ws) override { slots_.ensure(ws, 2); }
+  void step(const std::vector<Weight*>& ws, float lr) override {
+    prepare(ws);
+    const double t = double(iterations + 1);
+    const float alpha = float(lr * std::sqrt(1 - std::pow(double(o_.beta_2), t)) / (1 - std::pow(double(o_.beta_1), t)));
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+      float* w = ws[i]->value.data();
+      const float* g = ws[i]->grad.data();
+      float* m = slots_.per_weight[i][0].data();
+      float* v = slots_.per_weight[i][1].data();
+      const int64_t n = ws[i]->value.size();
+      const float decay = decoupled_ ? lr * o_.weight_decay : 0.0f;
+      for (int64_t j = 0; j < n; ++j) {
+        if (decay != 0.0f) w[j] -= decay * w[j];
+        m[j] = o_.beta_1 * m[j] + (1 - o_.beta_1) * g[j];
+        v[j] = o_.beta_2 * v[j] + (1 - o_.beta_2) * g[j] * g[j];
+        w[j] -= alpha * m[j] / (std::sqrt(v[j]) + o_.epsilon);
+      }
+    }
+    ++iterations;
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    static const char* const names[] = {"m", "v"};
+    return slots_.state(names, 2);
+  }
+  std::vector<std::pair<std::string, double>> options() const override {
+    return {{"beta_1", o_.beta_1}, {"beta_2", o_.beta_2}, {"epsilon", o_.epsilon}, {"weight_decay", o_.weight_decay}};
+  }
+
+ private:
+  AdamOptions o_;
+  bool decoupled_;
+  Slots slots_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_sgd(SgdOptions o) { return std::make_unique<Sgd>(o); }
+std::unique_ptr<Optimizer> make_adam(AdamOptions o) { return std::make_unique<Adam>(o, false); }
+std::unique_ptr<Optimizer> make_adamw(AdamOptions o) { return std::make_unique<Adam>(o, true); }
+
+float LrSchedule::at(int64_t step, int64_t total_steps, int64_t steps_per_epoch) const {
+  switch (kind) {
+    case Kind::constant: return initial;
+    case Kind::step: {
+      const int64_t epoch = steps_per_epoch > 0 ? step / steps_per_epoch : 0;
+      return initial * float(std::pow(double(factor), double(epoch / std::max(step_epochs, 1))));
+    }
+    case Kind::cosine: {
+      const double progress = total_steps > 0 ? std::min(1.0, double(step) / double(total_steps)) : 0.0;
+      const double cosine = 0.5 * (1 + std::cos(3.14159265358979323846 * progress));
+      return float(initial * (min_fraction + (1 - min_fraction) * cosine));
+    }
+  }
+  return initial;
+}
+
+}  // namespace convkit

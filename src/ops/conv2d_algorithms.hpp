@@ -1,0 +1,71 @@
+// src/ops/conv2d_algorithms.hpp — the algorithms behind Conv2dPlan (DESIGN.md §2, layer 4): an ordered list, each
+// with supports(geometry) -> reason-or-ok and a factory for its plan; the reference is last, so every valid
+// problem has a path.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "config/kernels.hpp"
+#include "convkit/conv.hpp"
+#include "ukernels/ukernels.hpp"
+
+namespace convkit::detail {
+
+// One algorithm's plan for one geometry. Immutable once built; the execute functions allocate nothing and may run
+// concurrently (each call with its own workspace of workspace_size() bytes).
+class Conv2dImpl {
+ public:
+  virtual ~Conv2dImpl() = default;
+  virtual std::size_t workspace_size() const = 0;
+  // Which microkernels it runs, for explain().
+  virtual std::string kernels() const = 0;
+  // As Conv2dPlan's functions; b is null when the layer has no bias.
+  virtual void forward(const float* x, const float* w, const float* b, float* y, void* ws) const = 0;
+  virtual void backward_data(const float* dz, const float* w, float* dx, void* ws) const = 0;
+  virtual void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const = 0;
+};
+
+}  // namespace convkit::detail
+
+namespace convkit::ops {
+
+// implicit_gemm's two forms of backward data (conv2d_igemm.cpp); automatic picks by the channels per group. The
+// tests force each.
+enum class BackwardDataForm { automatic, gather, scatter };
+
+// What an algorithm's plan is built from.
+struct Conv2dContext {
+  Conv2dGeometry g;
+  Activation activation = Activation::none;
+  const config::KernelTable* k = nullptr;
+  int threads = 1;
+  BackwardDataForm backward_data = BackwardDataForm::automatic;
+};
+
+struct Conv2dAlgorithmInfo {
+  Conv2dAlgorithm id;
+  const char* summary;
+  // "" when the algorithm can run the geometry, otherwise why not (printed by explain() and in errors).
+  std::string (*supports)(const Conv2dGeometry& g);
+  std::unique_ptr<detail::Conv2dImpl> (*create)(const Conv2dContext& ctx);
+};
+
+// In the order they are tried; the reference is last.
+std::span<const Conv2dAlgorithmInfo> conv2d_algorithms();
+
+// The algorithms (src/ops/conv2d_<name>.cpp).
+std::string gemm_1x1_supports(const Conv2dGeometry& g);
+std::unique_ptr<detail::Conv2dImpl> gemm_1x1_create(const Conv2dContext& ctx);
+std::string depthwise_supports(const Conv2dGeometry& g);
+std::unique_ptr<detail::Conv2dImpl> depthwise_create(const Conv2dContext& ctx);
+std::string implicit_gemm_supports(const Conv2dGeometry& g);
+std::unique_ptr<detail::Conv2dImpl> implicit_gemm_create(const Conv2dContext& ctx);
+
+// The parameters of the GEMM epilogue: relu is fused, tanh / sigmoid run as a pass over each finished tile.
+inline uk::GemmParams gemm_params(Activation act) { return uk::GemmParams{act == Activation::relu ? 1 : 0, 0}; }
+inline bool needs_post_activation(Activation act) { return act == Activation::tanh || act == Activation::sigmoid; }
+
+}  // namespace convkit::ops

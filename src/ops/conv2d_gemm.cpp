@@ -1,0 +1,110 @@
+// gemm_1x1: a 1x1 convolution with stride 1 and no padding is a plain GEMM over the NHWC rows:
+//   forward:          y (N*H*W, OC) = x (N*H*W, IC) . w (IC, OC)      (per group: column slices)
+//   backward data:    dx (N*H*W, IC) = dz (N*H*W, OC) . w^T
+//   backward weights: the shared reduction of conv2d_wgrad.hpp (one tap, every pixel).
+#include <algorithm>
+
+#include "ops/conv2d_algorithms.hpp"
+#include "ops/conv2d_pack.hpp"
+#include "ops/conv2d_parallel.hpp"
+#include "ops/conv2d_wgrad.hpp"
+
+namespace convkit::ops {
+
+namespace {
+
+class Gemm1x1 final : public detail::Conv2dImpl {
+ public:
+  explicit Gemm1x1(const Conv2dContext& ctx) : ctx_(ctx), wgrad_(ctx) {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t nr = ctx_.k->nr;
+    fwd_blocks_ = (g.oc_per_group() + nr - 1) / nr;
+    bwd_blocks_ = (g.ic_per_group() + nr - 1) / nr;
+    fwd_block_floats_ = packed_block_floats(g.ic_per_group(), nr);
+    bwd_block_floats_ = packed_block_floats(g.oc_per_group(), nr);
+  }
+
+  std::size_t workspace_size() const override {
+    const Conv2dGeometry& g = ctx_.g;
+    WorkspaceCarver ws(nullptr);
+    ws.take_floats(g.groups * std::max(fwd_blocks_ * fwd_block_floats_, bwd_blocks_ * bwd_block_floats_));
+    return std::max(ws.required(), wgrad_.workspace_size());
+  }
+
+  std::string kernels() const override {
+    return std::string(ctx_.k->gemm_name) + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)";
+  }
+
+  void forward(const float* x, const float* w, const float* b, float* y, void* ws) const override {
+    const Conv2dGeometry& g = ctx_.g;
+    WorkspaceCarver carver(ws);
+    float* packed = carver.take_floats(g.groups * fwd_blocks_ * fwd_block_floats_);
+    static constexpr int32_t kTap0[] = {0};
+    const int64_t nb = fwd_blocks_, nr = ctx_.k->nr;
+    parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
+      for (int64_t i = b0; i < b1; ++i)
+        pack_forward_block(g, nr, kTap0, w, b, i / nb, i % nb, packed + i * fwd_block_floats_);
+    });
+    run(x, g.ic, g.ic_per_group(), packed, nb, fwd_block_floats_, y, g.oc, g.oc_per_group(),
+        gemm_params(ctx_.activation), ctx_.activation);
+  }
+
+  void backward_data(const float* dz, const float* w, float* dx, void* ws) const override {
+    const Conv2dGeometry& g = ctx_.g;
+    WorkspaceCarver carver(ws);
+    float* packed = carver.take_floats(g.groups * bwd_blocks_ * bwd_block_floats_);
+    static constexpr int32_t kTap0[] = {0};
+    const int64_t nb = bwd_blocks_, nr = ctx_.k->nr;
+    parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
+      for (int64_t i = b0; i < b1; ++i)
+        pack_backward_data_block(g, nr, kTap0, w, i / nb, i % nb, packed + i * bwd_block_floats_);
+    });
+    run(dz, g.oc, g.oc_per_group(), packed, nb, bwd_block_floats_, dx, g.ic, g.ic_per_group(),
+        gemm_params(Activation::none), Activation::none);
+  }
+
+  void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const override {
+    WorkspaceCarver carver(ws);
+    wgrad_.run(x, dz, dw, db, carver);
+  }
+
+ private:
+  // C (rows, c_cols) = A (rows, a_cols) . B per group: A's group slice is a_group columns wide, C's c_group.
+  void run(const float* a, int64_t a_cols, int64_t a_group, const float* packed, int64_t nb, int64_t block_floats,
+           float* c, int64_t c_cols, int64_t c_group, const uk::GemmParams& params, Activation act) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t rows = g.n * g.oh * g.ow, mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups;
+    const int64_t tiles = (rows + mr - 1) / mr;
+    const bool post = needs_post_activation(act);
+    parallel_for(ctx_.threads, tiles * G * nb, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t j = it % nb, grp = (it / nb) % G, tile = it / (nb * G);
+        const int64_t r0 = tile * mr, m = std::min(mr, rows - r0), nc = std::min(nr, c_group - j * nr);
+        float* cp = c + r0 * c_cols + grp * c_group + j * nr;
+        ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(a_group),
+                     a + r0 * a_cols + grp * a_group, static_cast<std::size_t>(a_cols),
+                     packed + (grp * nb + j) * block_floats, cp, static_cast<std::size_t>(c_cols), &params);
+        if (post)
+          for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * c_cols, nc);
+      }
+    });
+  }
+
+  Conv2dContext ctx_;
+  WgradPlan wgrad_;
+  int64_t fwd_blocks_ = 0, bwd_blocks_ = 0, fwd_block_floats_ = 0, bwd_block_floats_ = 0;
+};
+
+}  // namespace
+
+std::string gemm_1x1_supports(const Conv2dGeometry& g) {
+  if (g.kh != 1 || g.kw != 1) return "needs a 1x1 kernel, got " + std::to_string(g.kh) + "x" + std::to_string(g.kw);
+  if (g.sh != 1 || g.sw != 1)
+    return "needs stride 1, got (" + std::to_string(g.sh) + ", " + std::to_string(g.sw) + ")";
+  if (g.pad_top || g.pad_bottom || g.pad_left || g.pad_right) return "needs no padding";
+  return {};
+}
+
+std::unique_ptr<detail::Conv2dImpl> gemm_1x1_create(const Conv2dContext& ctx) { return std::make_unique<Gemm1x1>(ctx); }
+
+}  // namespace convkit::ops

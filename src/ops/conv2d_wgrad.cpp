@@ -1,0 +1,106 @@
+#include "ops/conv2d_wgrad.hpp"
+
+#include <algorithm>
+
+namespace convkit::ops {
+
+namespace {
+// Output pixels per reduction chunk: the x and dz rows of one chunk stay in cache while every item of a thread
+// passes over them.
+constexpr int64_t kChunk = 256;
+}  // namespace
+
+WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(ctx.g)) {
+  const Conv2dGeometry& g = ctx_.g;
+  taps_ = g.kh * g.kw;
+  ctiles_ = (g.ic_per_group() + ctx_.k->mr - 1) / ctx_.k->mr;
+  oblocks_ = (g.oc_per_group() + ctx_.k->nr - 1) / ctx_.k->nr;
+  items_ = g.groups * taps_ * ctiles_ * oblocks_;
+  chunks_ = std::max<int64_t>(1, (table_.max_len + kChunk - 1) / kChunk);
+  split_pixels_ = ctx_.threads > 1 && items_ < 4 * int64_t{ctx_.threads};
+}
+
+WgradPlan::Buffers WgradPlan::carve(WorkspaceCarver& ws) const {
+  const Conv2dGeometry& g = ctx_.g;
+  Buffers b{};
+  const int64_t dw_size = taps_ * g.ic_per_group() * g.oc;
+  b.partials = split_pixels_ ? ws.take_floats(ctx_.threads * dw_size) : nullptr;
+  b.bias_partials = ws.take_floats(int64_t{ctx_.threads} * g.oc);
+  return b;
+}
+
+std::size_t WgradPlan::workspace_size() const {
+  WorkspaceCarver dry(nullptr);
+  carve(dry);
+  return dry.required();
+}
+
+void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0,
+                          int64_t u1, bool overwrite_first) const {
+  const Conv2dGeometry& g = ctx_.g;
+  const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group(), mr = ctx_.k->mr, nr = ctx_.k->nr;
+  const int64_t x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t n = u / chunks_, q = u % chunks_;
+    const bool first = overwrite_first && u == u0;
+    for (int64_t it = i0; it < i1; ++it) {
+      // Item = (group, tap, channel tile, output block), output block fastest.
+      const int64_t ob = it % oblocks_, ct = (it / oblocks_) % ctiles_, tap = (it / (oblocks_ * ctiles_)) % taps_;
+      const int64_t grp = it / (oblocks_ * ctiles_ * taps_);
+      const int64_t beg = table_.begin[tap], end = table_.begin[tap + 1];
+      const int64_t lo = std::min(beg + q * kChunk, end), hi = std::min(lo + kChunk, end);
+      // The first pass must still run with no pixels: it writes the zeros.
+      if (hi == lo && !first) continue;
+      const int64_t c0 = ct * mr, o0 = ob * nr;
+      ctx_.k->wgrad(static_cast<std::size_t>(std::min(mr, icg - c0)), static_cast<std::size_t>(std::min(nr, ocg - o0)),
+                    static_cast<std::size_t>(hi - lo), x + n * x_image + grp * icg + c0, table_.x_off.data() + lo,
+                    dz + n * dz_image + grp * ocg + o0, table_.dz_off.data() + lo,
+                    dw + (tap * icg + c0) * g.oc + grp * ocg + o0, static_cast<std::size_t>(g.oc), first ? 0 : 1);
+    }
+  }
+}
+
+void WgradPlan::run(const float* x, const float* dz, float* dw, float* db, WorkspaceCarver& ws) const {
+  const Conv2dGeometry& g = ctx_.g;
+  const Buffers b = carve(ws);
+  const int64_t units = g.n * chunks_;
+  if (!split_pixels_) {
+    // Each thread owns whole items (disjoint parts of dw) and walks all the pixels.
+    parallel_for(ctx_.threads, items_, [&](int64_t i0, int64_t i1, int) { run_items(x, dz, dw, i0, i1, 0, units, true); });
+  } else {
+    const int64_t dw_size = taps_ * g.ic_per_group() * g.oc;
+    const int used = parallel_for(ctx_.threads, units, [&](int64_t u0, int64_t u1, int t) {
+      run_items(x, dz, b.partials + t * dw_size, 0, items_, u0, u1, true);
+    });
+    parallel_for(ctx_.threads, dw_size, [&](int64_t e0, int64_t e1, int) {
+      for (int64_t e = e0; e < e1; ++e) {
+        float s = 0.0f;
+        for (int t = 0; t < used; ++t) s += b.partials[t * dw_size + e];
+        dw[e] = s;
+      }
+    });
+  }
+  if (db) bias_gradient(g.n * g.oh * g.ow, g.oc, dz, db, b.bias_partials, ctx_.threads);
+}
+
+void bias_gradient(int64_t rows, int64_t oc, const float* dz, float* db, float* partials, int threads) {
+  if (rows == 0) {
+    std::fill_n(db, oc, 0.0f);
+    return;
+  }
+  const int used = parallel_for(threads, rows, [&](int64_t r0, int64_t r1, int t) {
+    float* acc = partials + t * oc;
+    std::fill_n(acc, oc, 0.0f);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = dz + r * oc;
+      for (int64_t o = 0; o < oc; ++o) acc[o] += row[o];
+    }
+  });
+  for (int64_t o = 0; o < oc; ++o) {
+    float s = 0.0f;
+    for (int t = 0; t < used; ++t) s += partials[t * oc + o];
+    db[o] = s;
+  }
+}
+
+}  // namespace convkit::ops

@@ -1,0 +1,40 @@
+// src/ops/conv2d_wgrad.hpp — the weight- and bias-gradient reduction shared by the GEMM algorithms (gemm_1x1,
+// implicit_gemm): dw[tap][c][o] = sum over images and output pixels of x[source(pixel, tap)][c] * dz[pixel][o],
+// a GEMM whose reduction runs over N * OH * OW, read through the per-tap table of conv2d_tables.hpp.
+#pragma once
+
+#include "ops/conv2d_algorithms.hpp"
+#include "ops/conv2d_parallel.hpp"
+#include "ops/conv2d_tables.hpp"
+
+namespace convkit::ops {
+
+class WgradPlan {
+ public:
+  explicit WgradPlan(const Conv2dContext& ctx);
+  // Takes this direction's buffers from `ws` (a dry run with a null base sizes them).
+  void run(const float* x, const float* dz, float* dw, float* db, WorkspaceCarver& ws) const;
+  std::size_t workspace_size() const;
+
+ private:
+  struct Buffers {
+    float* partials;       // split_pixels: threads x dw, one partial sum per thread
+    float* bias_partials;  // threads x OC
+  };
+  Buffers carve(WorkspaceCarver& ws) const;
+  // Runs items [i0, i1) over the pixel chunks [u0, u1) (u = image * chunks + chunk) into dw.
+  void run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0, int64_t u1,
+                 bool overwrite_first) const;
+
+  Conv2dContext ctx_;
+  WgradTable table_;
+  int64_t taps_ = 0, ctiles_ = 0, oblocks_ = 0, items_ = 0, chunks_ = 0;
+  // Few (group, tap, channel tile, output block) items for the threads: split the pixels instead, each thread into
+  // its own partial dw, summed at the end.
+  bool split_pixels_ = false;
+};
+
+// db (OC) = sum of dz (rows, OC) over the rows: per-thread partial sums (partials: threads x OC), then their sum.
+void bias_gradient(int64_t rows, int64_t oc, const float* dz, float* db, float* partials, int threads);
+
+}  // namespace convkit::ops

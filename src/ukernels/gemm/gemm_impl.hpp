@@ -1,0 +1,201 @@
+// src/ukernels/gemm/gemm_impl.hpp — the GEMM microkernels (direct, indirect, weight gradient), written once over
+// the Simd operations of simd.hpp and instantiated by each ISA's translation unit with its register block
+// (MR rows x NV vectors). Internal linkage throughout: see simd.hpp.
+//
+// The accumulators are arrays indexed by compile-time constants in fully unrolled loops, which GCC keeps in
+// registers (checked in the generated assembly: the k loop is loads, broadcasts and FMAs only).
+#pragma once
+
+#include "ukernels/simd.hpp"
+#include "ukernels/ukernels.hpp"
+
+namespace convkit::uk {
+namespace {
+
+using V = Simd::V;
+constexpr int kW = Simd::W;
+
+template <int MR, int NV>
+struct Acc {
+  V v[MR][NV];
+};
+
+// acc = bias row (the first NR floats of a packed block).
+template <int MR, int NV>
+inline __attribute__((always_inline)) void acc_init_bias(Acc<MR, NV>& acc, const float* w) {
+  V b[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) b[j] = Simd::load(w + j * kW);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc.v[r][j] = b[j];
+}
+
+// acc[r] += a[r][k] * w[0 .. NR).
+template <int MR, int NV>
+inline __attribute__((always_inline)) void acc_step(Acc<MR, NV>& acc, const float* const (&a)[MR], std::size_t k,
+                                                   const float* w) {
+  V b[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) b[j] = Simd::load(w + j * kW);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    const V av = Simd::bcast(a[r] + k);
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc.v[r][j] = Simd::fma(av, b[j], acc.v[r][j]);
+  }
+}
+
+// Stores rows r < mr, columns < nc: C (+)= acc, then the fused relu.
+template <int MR, int NV>
+inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size_t mr, std::size_t nc,
+                                                    float* const (&rows)[MR], const GemmParams* p) {
+  const V zero = Simd::zero();
+  const bool relu = p->relu != 0, accumulate = p->accumulate != 0;
+  if (nc == std::size_t(NV * kW)) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      if (std::size_t(r) >= mr) break;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        V v = acc.v[r][j];
+        if (accumulate) v = Simd::add(v, Simd::loadu(rows[r] + j * kW));
+        if (relu) v = Simd::max(v, zero);
+        Simd::storeu(rows[r] + j * kW, v);
+      }
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      if (std::size_t(r) >= mr) break;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        const std::size_t done = std::size_t(j) * kW;
+        if (done >= nc) break;
+        const std::size_t n = nc - done;
+        V v = acc.v[r][j];
+        if (accumulate) v = Simd::add(v, load_upto(rows[r] + done, n));
+        if (relu) v = Simd::max(v, zero);
+        store_upto(rows[r] + done, v, n);
+      }
+    }
+  }
+}
+
+template <int MR, int NV>
+inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
+                      const float* w /* packed (1 + kc) x NR */, float* c0, std::size_t c_stride,
+                      const GemmParams* p) {
+  const float* a[MR];
+  float* rows[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    // Rows past mr repeat the last one: computed, never stored, never read out of bounds.
+    const std::size_t rr = std::size_t(r) < mr ? std::size_t(r) : mr - 1;
+    a[r] = a0 + rr * a_stride;
+    rows[r] = c0 + rr * c_stride;
+  }
+  Acc<MR, NV> acc;
+  acc_init_bias(acc, w);
+  w += NV * kW;
+  for (std::size_t k = 0; k < kc; ++k) {
+    acc_step(acc, a, k, w);
+    w += NV * kW;
+  }
+  acc_store(acc, mr, nc, rows, p);
+}
+
+template <int MR, int NV>
+inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
+                       const int64_t* a_off /* ks x MR */, const float* zero,
+                       const float* w /* packed (1 + ks * kc) x NR */, float* c_base, const int64_t* c_off /* MR */,
+                       const GemmParams* p) {
+  Acc<MR, NV> acc;
+  acc_init_bias(acc, w);
+  w += NV * kW;
+  for (std::size_t t = 0; t < ks; ++t) {
+    const float* a[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const int64_t off = a_off[r];
+      a[r] = off < 0 ? zero : a_base + off;
+    }
+    a_off += MR;
+    for (std::size_t k = 0; k < kc; ++k) {
+      acc_step(acc, a, k, w);
+      w += NV * kW;
+    }
+  }
+  float* rows[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) rows[r] = c_base + c_off[std::size_t(r) < mr ? r : 0];
+  acc_store(acc, mr, nc, rows, p);
+}
+
+// Weight gradient for exactly M rows (input channels); FULL: nc == NR, so the dz rows need no masking.
+template <int M, int NV, bool FULL>
+inline void wgrad_rows(std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
+                       const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
+                       int accumulate) {
+  Acc<M, NV> acc;
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      const std::size_t done = std::size_t(j) * kW;
+      if (!accumulate || done >= nc)
+        acc.v[r][j] = Simd::zero();
+      else
+        acc.v[r][j] = FULL ? Simd::loadu(dw + r * dw_stride + done) : load_upto(dw + r * dw_stride + done, nc - done);
+    }
+  for (std::size_t i = 0; i < k; ++i) {
+    const float* xp = x_base + x_off[i];
+    const float* dp = dz_base + dz_off[i];
+    V b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      const std::size_t done = std::size_t(j) * kW;
+      // Masked loads past nc: the dz row of the last pixel may end the buffer.
+      b[j] = FULL ? Simd::loadu(dp + done) : (done < nc ? load_upto(dp + done, nc - done) : Simd::zero());
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < M; ++r) {
+      const V xv = Simd::bcast(xp + r);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc.v[r][j] = Simd::fma(xv, b[j], acc.v[r][j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      const std::size_t done = std::size_t(j) * kW;
+      if (done >= nc) break;
+      if (FULL)
+        Simd::storeu(dw + r * dw_stride + done, acc.v[r][j]);
+      else
+        store_upto(dw + r * dw_stride + done, acc.v[r][j], nc - done);
+    }
+}
+
+// Dispatches the row count to a compile-time M (1 .. MR) so that no row past mr is ever read: the x row of the
+// last pixel may end the buffer.
+template <int MR, int NV>
+inline void wgrad_tile(std::size_t mr, std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
+                       const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
+                       int accumulate) {
+  if constexpr (MR >= 1) {
+    if (mr == std::size_t(MR)) {
+      if (nc == std::size_t(NV * kW))
+        wgrad_rows<MR, NV, true>(nc, k, x_base, x_off, dz_base, dz_off, dw, dw_stride, accumulate);
+      else
+        wgrad_rows<MR, NV, false>(nc, k, x_base, x_off, dz_base, dz_off, dw, dw_stride, accumulate);
+      return;
+    }
+    if constexpr (MR > 1) wgrad_tile<MR - 1, NV>(mr, nc, k, x_base, x_off, dz_base, dz_off, dw, dw_stride, accumulate);
+  }
+}
+
+}  // namespace
+}  // namespace convkit::uk

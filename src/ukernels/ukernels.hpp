@@ -1,0 +1,81 @@
+// src/ukernels/ukernels.hpp — the microkernels: pure functions over pointers, offsets and counts. No allocation, no
+// threads, no shape logic. Each ISA's kernels live in their own translation units, compiled with that ISA's flags
+// (src/ukernels/CMakeLists.txt), and are only called after the CPU was found to support them (src/config/).
+//
+// Conventions. Counts and strides are in elements (floats). "Offsets" are int64 element offsets added to a base
+// pointer; a negative offset stands for a row of zeros (a padded cell) and reads the `zero` buffer instead.
+//
+// Packed weights for the GEMM kernels, one block of NR output columns: NR bias values, then K rows of NR weights
+// (K = ks * kc for the indirect kernel: tap-major, then channel). Columns past nc hold zeros.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace convkit::uk {
+
+struct GemmParams {
+  int relu;        // non-zero: C = max(C, 0), a fused relu (NaN gives 0, as activation_forward does)
+  int accumulate;  // non-zero: C += result (bias included) before the relu, instead of C = result
+};
+
+// C (mr x nc, rows c_stride apart) = act(bias + A (mr x kc, rows a_stride apart) * B (kc x nc, packed)).
+using GemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
+                        const float* w, float* c, std::size_t c_stride, const GemmParams* p);
+
+// Indirect GEMM: row r of A for tap t is a_base + a_off[t * MR + r] (kc floats; zero[] when the offset is
+// negative); row r of C is c_base + c_off[r]. Rows >= mr of a_off must hold valid offsets (the table repeats the
+// last row); they are computed and dropped. ks may be 0 (C = act(bias)).
+using IgemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
+                         const int64_t* a_off, const float* zero, const float* w, float* c_base,
+                         const int64_t* c_off, const GemmParams* p);
+
+// Weight-gradient GEMM: dw (mr x nc, rows dw_stride apart) (+)= sum over i < k of
+//   outer(x_base[x_off[i] .. + mr), dz_base[dz_off[i] .. + nc)).
+// The rows are input channels, the columns output channels, the reduction runs over output pixels.
+using WgradFn = void (*)(std::size_t mr, std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
+                         const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
+                         int accumulate);
+
+// Depthwise convolution over npix output pixels: for pixel i, tap t and output channel o < channels,
+//   out[c_off[i] + o] = act(bias[o] + sum_t a_base[a_off[i * taps + t] + o / mult] * w[t * channels + o])
+// (zero[] for a negative offset; bias may be null).
+using DwconvFn = void (*)(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
+                          const float* a_base, const int64_t* a_off, const float* zero, const float* w,
+                          const float* bias, float* c_base, const int64_t* c_off, const GemmParams* p);
+
+// The transposed depthwise product (backward data) for mult > 1: for input channel c < channels,
+//   out[c_off[i] + c] = sum_t sum_{j < mult} a_base[a_off[i * taps + t] + c * mult + j] * w[t * channels * mult +
+//   c * mult + j].   (For mult == 1 this is DwconvFn with mult 1.)
+using DwconvReduceFn = void (*)(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
+                                const float* a_base, const int64_t* a_off, const float* zero, const float* w,
+                                float* c_base, const int64_t* c_off);
+
+// Depthwise weight gradient, accumulated: for pixel i, tap t, output channel o < channels,
+//   dw[t * channels + o] += x_base[x_off[i * taps + t] + o / mult] * dz_base[dz_off[i] + o].
+using DwconvWgradFn = void (*)(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
+                               const float* x_base, const int64_t* x_off, const float* zero, const float* dz_base,
+                               const int64_t* dz_off, float* dw);
+
+#define CONVKIT_DECLARE_UKERNELS(isa, MR, NR)                                                                  \
+  void f32_gemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t,        \
+                                     const float*, float*, std::size_t, const GemmParams*);                   \
+  void f32_igemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,       \
+                                      const int64_t*, const float*, const float*, float*, const int64_t*,     \
+                                      const GemmParams*);                                                     \
+  void f32_wgrad_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
+                                      const float*, const int64_t*, float*, std::size_t, int);                \
+  void f32_dwconv__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
+                         const float*, const float*, const float*, float*, const int64_t*, const GemmParams*); \
+  void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,             \
+                                const int64_t*, const float*, const float*, float*, const int64_t*);          \
+  void f32_dwconv_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,              \
+                               const int64_t*, const float*, const float*, const int64_t*, float*);
+
+CONVKIT_DECLARE_UKERNELS(generic, 4, 8)
+CONVKIT_DECLARE_UKERNELS(avx2, 6, 16)
+CONVKIT_DECLARE_UKERNELS(avx512, 14, 32)
+
+#undef CONVKIT_DECLARE_UKERNELS
+
+}  // namespace convkit::uk

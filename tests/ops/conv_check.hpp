@@ -1,0 +1,134 @@
+// tests/ops/conv_check.hpp — running a Conv2dPlan and the reference kernels on the same random data and comparing
+// them with the documented tolerance (docs/numerics.md):
+//   |fast - ref| <= 1e-5 * S + 1e-6   elementwise,
+// S being the same computation on absolute values (|x|, |w|, |b|, |dz|): a bound on the magnitude of the terms
+// whose summation order differs. The activations are 1-Lipschitz, so the bound carries through them.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "convkit/conv.hpp"
+#include "convkit/tensor.hpp"
+#include "ref/conv2d.hpp"
+
+namespace convkit::testops {
+
+inline std::string describe(const Conv2dParams& p, const Shape& in) {
+  return "input " + shape_to_string(in) + " filters " + std::to_string(p.filters) + " kernel " +
+         std::to_string(p.kernel_size.h) + "x" + std::to_string(p.kernel_size.w) + " strides " +
+         std::to_string(p.strides.h) + "x" + std::to_string(p.strides.w) + " dilation " +
+         std::to_string(p.dilation_rate.h) + "x" + std::to_string(p.dilation_rate.w) + " padding " +
+         to_string(p.padding) + " mode " + to_string(p.padding_mode) + " groups " + std::to_string(p.groups) +
+         (p.use_bias ? " bias" : " no-bias") + " activation " + to_string(p.activation);
+}
+
+inline std::vector<float> random_values(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+inline std::vector<float> absolute(const std::vector<float>& v) {
+  std::vector<float> a(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) a[i] = std::fabs(v[i]);
+  return a;
+}
+
+// Number of elements outside the tolerance; the first few are described in `report`.
+inline int64_t count_mismatches(const std::vector<float>& fast, const std::vector<float>& ref,
+                                const std::vector<float>& s, std::string& report) {
+  int64_t bad = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double bound = 1e-5 * double(s[i]) + 1e-6;
+    const double diff = std::fabs(double(fast[i]) - double(ref[i]));
+    if (!(diff <= bound)) {  // also catches NaN
+      if (bad < 3)
+        report += "  [" + std::to_string(i) + "] fast " + std::to_string(fast[i]) + " ref " + std::to_string(ref[i]) +
+                  " bound " + std::to_string(bound) + "\n";
+      ++bad;
+    }
+  }
+  return bad;
+}
+
+// One problem's data: x, w, b, dz random in [-1, 1].
+struct Problem {
+  Conv2dGeometry g;
+  Conv2dParams p;
+  std::vector<float> x, w, b, dz;
+  Problem(const Conv2dParams& params, const Shape& input, uint32_t seed) : g(conv2d_geometry(params, input)), p(params) {
+    std::mt19937 rng(seed);
+    x = random_values(shape_elements(g.input_shape()), rng);
+    w = random_values(shape_elements(g.kernel_shape()), rng);
+    b = random_values(g.oc, rng);
+    dz = random_values(shape_elements(g.output_shape()), rng);
+  }
+};
+
+// The reference results (and their S bounds), computed once per problem.
+struct Expected {
+  std::vector<float> y, y_s, dx, dx_s, dw, dw_s, db, db_s;
+  explicit Expected(const Problem& pr) {
+    const Conv2dGeometry& g = pr.g;
+    const float* b = pr.p.use_bias ? pr.b.data() : nullptr;
+    const std::vector<float> ax = absolute(pr.x), aw = absolute(pr.w), ab = absolute(pr.b), adz = absolute(pr.dz);
+    y.resize(pr.dz.size());
+    y_s.resize(pr.dz.size());
+    ref::conv2d_fwd(g, pr.x.data(), pr.w.data(), b, y.data());
+    activation_forward(pr.p.activation, y.data(), static_cast<int64_t>(y.size()));
+    ref::conv2d_fwd(g, ax.data(), aw.data(), pr.p.use_bias ? ab.data() : nullptr, y_s.data());
+    dx.resize(pr.x.size());
+    dx_s.resize(pr.x.size());
+    ref::conv2d_bwd_data(g, pr.dz.data(), pr.w.data(), dx.data());
+    ref::conv2d_bwd_data(g, adz.data(), aw.data(), dx_s.data());
+    dw.resize(pr.w.size());
+    dw_s.resize(pr.w.size());
+    ref::conv2d_bwd_weights(g, pr.x.data(), pr.dz.data(), dw.data());
+    ref::conv2d_bwd_weights(g, ax.data(), adz.data(), dw_s.data());
+    db.resize(static_cast<std::size_t>(g.oc));
+    db_s.resize(static_cast<std::size_t>(g.oc));
+    ref::conv2d_bwd_bias(g, pr.dz.data(), db.data());
+    ref::conv2d_bwd_bias(g, adz.data(), db_s.data());
+  }
+};
+
+// Runs the three directions of `plan` through the workspace overloads (the workspace filled with NaN first, so that
+// a kernel reading scratch memory it did not write shows up) and checks them against `e`.
+inline void check_plan(const Conv2dPlan& plan, const Problem& pr, const Expected& e, const std::string& what) {
+  std::vector<unsigned char> ws(plan.workspace_size() + 3);
+  auto poison = [&] {
+    const float nan = std::nanf("");
+    for (std::size_t i = 0; i + 4 <= ws.size(); i += 4) std::memcpy(ws.data() + i, &nan, 4);
+  };
+  void* w_ptr = ws.data() + 3;  // any alignment must do
+  std::string report;
+
+  std::vector<float> y(e.y.size(), -7.0f);
+  poison();
+  plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), w_ptr);
+  EXPECT_EQ(count_mismatches(y, e.y, e.y_s, report), 0) << what << " forward\n" << report;
+
+  report.clear();
+  std::vector<float> dx(e.dx.size(), -7.0f);
+  poison();
+  plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), w_ptr);
+  EXPECT_EQ(count_mismatches(dx, e.dx, e.dx_s, report), 0) << what << " backward data\n" << report;
+
+  report.clear();
+  std::vector<float> dw(e.dw.size(), -7.0f), db(e.db.size(), -7.0f);
+  poison();
+  plan.backward_weights(pr.x.data(), pr.dz.data(), dw.data(), db.data(), w_ptr);
+  EXPECT_EQ(count_mismatches(dw, e.dw, e.dw_s, report), 0) << what << " backward weights\n" << report;
+  report.clear();
+  EXPECT_EQ(count_mismatches(db, e.db, e.db_s, report), 0) << what << " backward bias\n" << report;
+}
+
+}  // namespace convkit::testops
