@@ -5,8 +5,9 @@
 // Conventions. Counts and strides are in elements (floats). "Offsets" are int64 element offsets added to a base
 // pointer; a negative offset stands for a row of zeros (a padded cell) and reads the `zero` buffer instead.
 //
-// Packed weights for the GEMM kernels, one block of NR output columns: NR bias values, then K rows of NR weights
-// (K = ks * kc for the indirect kernel: tap-major, then channel). Columns past nc hold zeros.
+// Weights for the GEMM kernels: K rows of nc floats, w_stride apart (K = ks * kc for the indirect kernel: tap-major,
+// then channel). Forward reads the HWIO kernel in place (w_stride = OC); the backward passes read blocks packed
+// NR wide. Columns past nc are never read (masked loads), so nc < NR needs no padding.
 #pragma once
 
 #include <cstddef>
@@ -19,16 +20,18 @@ struct GemmParams {
   int accumulate;  // non-zero: C += result (bias included) before the relu, instead of C = result
 };
 
-// C (mr x nc, rows c_stride apart) = act(bias + A (mr x kc, rows a_stride apart) * B (kc x nc, packed)).
+// C (mr x nc, rows c_stride apart) = act(bias + A (mr x kc, rows a_stride apart) * B (kc x nc, rows w_stride apart)).
+// bias: nc floats, or null for none.
 using GemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
-                        const float* w, float* c, std::size_t c_stride, const GemmParams* p);
+                        const float* w, std::size_t w_stride, const float* bias, float* c, std::size_t c_stride,
+                        const GemmParams* p);
 
 // Indirect GEMM: row r of A for tap t is a_base + a_off[t * MR + r] (kc floats; zero[] when the offset is
 // negative); row r of C is c_base + c_off[r]. Rows >= mr of a_off must hold valid offsets (the table repeats the
 // last row); they are computed and dropped. ks may be 0 (C = act(bias)).
 using IgemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
-                         const int64_t* a_off, const float* zero, const float* w, float* c_base,
-                         const int64_t* c_off, const GemmParams* p);
+                         const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride,
+                         const float* bias, float* c_base, const int64_t* c_off, const GemmParams* p);
 
 // Weight-gradient GEMM: dw (mr x nc, rows dw_stride apart) (+)= sum over i < k of
 //   outer(x_base[x_off[i] .. + mr), dz_base[dz_off[i] .. + nc)).
@@ -59,10 +62,11 @@ using DwconvWgradFn = void (*)(std::size_t npix, std::size_t channels, std::size
 
 #define CONVKIT_DECLARE_UKERNELS(isa, MR, NR)                                                                  \
   void f32_gemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t,        \
-                                     const float*, float*, std::size_t, const GemmParams*);                   \
+                                     const float*, std::size_t, const float*, float*, std::size_t,            \
+                                     const GemmParams*);                                                      \
   void f32_igemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,       \
-                                      const int64_t*, const float*, const float*, float*, const int64_t*,     \
-                                      const GemmParams*);                                                     \
+                                      const int64_t*, const float*, const float*, std::size_t, const float*,  \
+                                      float*, const int64_t*, const GemmParams*);                             \
   void f32_wgrad_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
                                       const float*, const int64_t*, float*, std::size_t, int);                \
   void f32_dwconv__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \

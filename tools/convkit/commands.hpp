@@ -11,5 +11,9 @@ namespace convkit::cli {
 
 void add_shape_command(CLI::App& app);   // cmd_shape.cpp
 void add_conv2d_command(CLI::App& app);  // cmd_conv2d.cpp
+void add_summary_command(CLI::App& app);   // cmd_summary.cpp
+void add_train_command(CLI::App& app);     // cmd_train.cpp
+void add_evaluate_command(CLI::App& app);  // cmd_evaluate.cpp
+void add_predict_command(CLI::App& app);   // cmd_predict.cpp
 
 }  // namespace convkit::cli

@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   convkit::cli::add_shape_command(app);
   convkit::cli::add_conv2d_command(app);
+  convkit::cli::add_summary_command(app);
+  convkit::cli::add_train_command(app);
+  convkit::cli::add_evaluate_command(app);
+  convkit::cli::add_predict_command(app);
   try {
     app.parse(argc, argv);
     return 0;

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -79,6 +80,17 @@ int64_t parse_int(std::string_view option, std::string_view text, int64_t min_va
 
 int parse_positive(std::string_view option, std::string_view text) {
   return to_int(parse_int(option, text, 1, kIntMax));
+}
+
+double parse_real(std::string_view option, std::string_view text, double min_value, double max_value) {
+  if (text.empty()) throw Error(cat(option, ": empty value"));
+  double v = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || ptr != end || !std::isfinite(v)) throw Error(cat(option, ": '", text, "' is not a number"));
+  if (v < min_value || v > max_value)
+    throw Error(cat(option, ": '", text, "' is out of range (must be between ", min_value, " and ", max_value, ")"));
+  return v;
 }
 
 Size2 parse_size2(std::string_view option, std::string_view text) {

@@ -33,6 +33,8 @@ std::string cat(const Args&... args) {
 int64_t parse_int(std::string_view option, std::string_view text, int64_t min_value, int64_t max_value);
 // A positive int (sizes, filters, groups, multipliers).
 int parse_positive(std::string_view option, std::string_view text);
+// A finite real number in [min_value, max_value] ("1e-3", "0.9"); anything else names the option and the text.
+double parse_real(std::string_view option, std::string_view text, double min_value, double max_value);
 // "N" (both axes) or "H,W"; each value positive.
 Size2 parse_size2(std::string_view option, std::string_view text);
 // "valid", "same" (case-insensitive, as in Keras), "P" (all sides), "PH,PW" (PyTorch's symmetric per axis) or

@@ -20,25 +20,35 @@ struct Acc {
   V v[MR][NV];
 };
 
-// acc = bias row (the first NR floats of a packed block).
+// acc = bias[0 .. nc) (zeros past nc, or everywhere without a bias).
 template <int MR, int NV>
-inline __attribute__((always_inline)) void acc_init_bias(Acc<MR, NV>& acc, const float* w) {
+inline __attribute__((always_inline)) void acc_init_bias(Acc<MR, NV>& acc, const float* bias, std::size_t nc) {
   V b[NV];
 #pragma GCC unroll 4
-  for (int j = 0; j < NV; ++j) b[j] = Simd::load(w + j * kW);
+  for (int j = 0; j < NV; ++j) {
+    const std::size_t done = std::size_t(j) * kW;
+    b[j] = bias && done < nc ? load_upto(bias + done, nc - done) : Simd::zero();
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc.v[r][j] = b[j];
 }
 
-// acc[r] += a[r][k] * w[0 .. NR).
+// One weight row: NR floats, or (FULL false) nc of them with zeros after: the row may be the end of the weights.
+template <int NV, bool FULL>
+inline __attribute__((always_inline)) void load_row(V (&b)[NV], const float* w, std::size_t nc) {
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) {
+    const std::size_t done = std::size_t(j) * kW;
+    b[j] = FULL ? Simd::loadu(w + done) : done < nc ? load_upto(w + done, nc - done) : Simd::zero();
+  }
+}
+
+// acc[r] += a[r][k] * b.
 template <int MR, int NV>
 inline __attribute__((always_inline)) void acc_step(Acc<MR, NV>& acc, const float* const (&a)[MR], std::size_t k,
-                                                   const float* w) {
-  V b[NV];
-#pragma GCC unroll 4
-  for (int j = 0; j < NV; ++j) b[j] = Simd::load(w + j * kW);
+                                                   const V (&b)[NV]) {
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     const V av = Simd::bcast(a[r] + k);
@@ -83,9 +93,9 @@ inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size
   }
 }
 
-template <int MR, int NV>
-inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
-                      const float* w /* packed (1 + kc) x NR */, float* c0, std::size_t c_stride,
+template <int MR, int NV, bool FULL>
+inline void gemm_body(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
+                      const float* w, std::size_t w_stride, const float* bias, float* c0, std::size_t c_stride,
                       const GemmParams* p) {
   const float* a[MR];
   float* rows[MR];
@@ -97,23 +107,32 @@ inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const floa
     rows[r] = c0 + rr * c_stride;
   }
   Acc<MR, NV> acc;
-  acc_init_bias(acc, w);
-  w += NV * kW;
+  acc_init_bias(acc, bias, nc);
   for (std::size_t k = 0; k < kc; ++k) {
-    acc_step(acc, a, k, w);
-    w += NV * kW;
+    V b[NV];
+    load_row<NV, FULL>(b, w, nc);
+    w += w_stride;
+    acc_step(acc, a, k, b);
   }
   acc_store(acc, mr, nc, rows, p);
 }
 
 template <int MR, int NV>
-inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
-                       const int64_t* a_off /* ks x MR */, const float* zero,
-                       const float* w /* packed (1 + ks * kc) x NR */, float* c_base, const int64_t* c_off /* MR */,
-                       const GemmParams* p) {
+inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
+                      const float* w, std::size_t w_stride, const float* bias, float* c0, std::size_t c_stride,
+                      const GemmParams* p) {
+  if (nc == std::size_t(NV * kW))
+    gemm_body<MR, NV, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
+  else
+    gemm_body<MR, NV, false>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
+}
+
+template <int MR, int NV, bool FULL>
+inline void igemm_body(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
+                       const int64_t* a_off /* ks x MR */, const float* zero, const float* w, std::size_t w_stride,
+                       const float* bias, float* c_base, const int64_t* c_off /* MR */, const GemmParams* p) {
   Acc<MR, NV> acc;
-  acc_init_bias(acc, w);
-  w += NV * kW;
+  acc_init_bias(acc, bias, nc);
   for (std::size_t t = 0; t < ks; ++t) {
     const float* a[MR];
 #pragma GCC unroll 16
@@ -123,14 +142,26 @@ inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size
     }
     a_off += MR;
     for (std::size_t k = 0; k < kc; ++k) {
-      acc_step(acc, a, k, w);
-      w += NV * kW;
+      V b[NV];
+      load_row<NV, FULL>(b, w, nc);
+      w += w_stride;
+      acc_step(acc, a, k, b);
     }
   }
   float* rows[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) rows[r] = c_base + c_off[std::size_t(r) < mr ? r : 0];
   acc_store(acc, mr, nc, rows, p);
+}
+
+template <int MR, int NV>
+inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
+                       const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride,
+                       const float* bias, float* c_base, const int64_t* c_off, const GemmParams* p) {
+  if (nc == std::size_t(NV * kW))
+    igemm_body<MR, NV, true>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
+  else
+    igemm_body<MR, NV, false>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
 }
 
 // Weight gradient for exactly M rows (input channels); FULL: nc == NR, so the dz rows need no masking.
