@@ -9,8 +9,10 @@ packages=(
   libcli11-dev                                   # command-line parsing
   nlohmann-json3-dev                             # JSON (test manifests; model architectures; safetensors headers)
   zlib1g-dev                                     # gzip-compressed IDX datasets
+  libpng-dev libjpeg-dev                         # PNG and JPEG images (libjpeg-dev is libjpeg-turbo)
   dataset-fashion-mnist                          # the default dataset, /usr/share/datasets/fashion-mnist
   python3 python3-numpy python3-torch            # /usr/bin/python3 with NumPy and PyTorch: the test oracle
+  python3-pil                                    # Pillow: an independent PNG/JPEG codec for the image tests
 )
 
 missing=()

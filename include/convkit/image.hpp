@@ -3,8 +3,9 @@
 // An image is a convkit::Tensor of shape (height, width, channels), float32, values in [0, 1], HWC order (the
 // NHWC activation layout without the batch dimension, so `x.reshape({1, h, w, c})` feeds a model directly).
 // Channels: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA. Values are the stored samples divided by the format's
-// maximum (255, or 65535 for 16-bit PNG): no gamma or colour-profile correction is applied, and alpha is
-// straight (not premultiplied), exactly as stored. The pixel helpers accept (H, W, C) and also a batch
+// maximum (255, or 65535 for 16-bit PNG): no gamma or colour-profile correction is applied, EXIF orientation is
+// not applied (a phone photo may come out rotated, as with Pillow's Image.open), and alpha is straight (not
+// premultiplied), exactly as stored. The pixel helpers accept (H, W, C) and also a batch
 // (N, H, W, C): anything whose last dimension is the channel count.
 #pragma once
 
@@ -20,7 +21,7 @@ struct ImageLimits {
   // Checked on the dimensions in the file's header, before any pixel is decoded or any image buffer allocated,
   // so a small file claiming a huge image costs nothing. max_values bounds height * width * channels (the
   // channels after normalisation: a palette image counts 3, or 4 with transparency); the default, 2^28 values,
-  // is a 1 GiB float tensor (a 16384 x 16384 RGBA picture).
+  // is a 1 GiB float tensor: 8192 x 8192 RGBA, or a 50-megapixel RGB photo.
   int64_t max_values = int64_t{1} << 28;
   int64_t max_side = 65535;  // the largest height or width accepted (JPEG cannot exceed 65500 anyway)
 };
@@ -36,7 +37,9 @@ ImageFormat detect_image_format(std::string_view bytes);
 //        tRNS colour key gain an alpha channel (2 or 4 channels); low bit depths scale to the full range (a 2-bit
 //        value v reads as v / 3); 16-bit samples keep their 16 bits (v / 65535).
 //   JPEG: greyscale (1 channel) and colour (YCbCr or RGB, 3 channels), baseline or progressive, decoded by
-//        libjpeg-turbo with its default (accurate integer) IDCT. CMYK / YCCK files are rejected.
+//        libjpeg-turbo with its default (accurate integer) IDCT and chroma upsampling, the same pixels Pillow
+//        gets. CMYK / YCCK files are rejected, and so are progressive files of more than 1000 scans (a cheap
+//        file can otherwise cost minutes of decoding; real encoders write about 10).
 // Errors (convkit::Error naming the file): not a PNG or JPEG, a header over the limits, a truncated or corrupt
 // file (including the corruption libjpeg only warns about, such as a premature end of data), and every error
 // libpng or libjpeg reports, with the library's own message.

@@ -236,8 +236,10 @@ class Dense final : public Layer {
   std::vector<Weight*> weights() override;
 
  private:
+  const Conv2dPlan& plan_for(int64_t rows, int64_t features);
   DenseOptions opts_;
   Weight kernel_, bias_;
+  std::optional<Conv2dPlan> plan_;
   Tensor x_, y_;
 };
 

@@ -4,12 +4,12 @@ namespace convkit::config {
 
 namespace {
 
-#define CONVKIT_KERNEL_TABLE(isa, MR, NR)                                                                      \
-  KernelTable {                                                                                                \
-    Isa::isa, MR, NR, uk::f32_gemm_##MR##x##NR##__##isa, uk::f32_igemm_##MR##x##NR##__##isa,                   \
-        uk::f32_wgrad_##MR##x##NR##__##isa, uk::f32_dwconv__##isa, uk::f32_dwconv_reduce__##isa,               \
-        uk::f32_dwconv_wgrad__##isa, "f32_gemm_" #MR "x" #NR "__" #isa, "f32_igemm_" #MR "x" #NR "__" #isa,    \
-        "f32_wgrad_" #MR "x" #NR "__" #isa, "f32_dwconv__" #isa                                               \
+#define CONVKIT_KERNEL_TABLE(isa, MR, NR)                                                                   \
+  KernelTable {                                                                                             \
+    Isa::isa, MR, NR, uk::f32_gemm_##MR##x##NR##__##isa, uk::f32_igemm_##MR##x##NR##__##isa,                \
+        uk::f32_wgrad_##MR##x##NR##__##isa, uk::f32_dwconv__##isa, uk::f32_dwconv_reduce__##isa,            \
+        uk::f32_dwconv_wgrad__##isa, "f32_gemm_" #MR "x" #NR "__" #isa, "f32_igemm_" #MR "x" #NR "__" #isa, \
+        "f32_wgrad_" #MR "x" #NR "__" #isa, "f32_dwconv__" #isa                                             \
   }
 
 const KernelTable kGeneric = CONVKIT_KERNEL_TABLE(generic, 4, 8);

@@ -116,8 +116,8 @@ Isa active_isa() {
 
 void set_isa(Isa isa) {
   if (!cpu_supports(isa))
-    throw Error(cat("set_isa: this CPU (or operating system) does not support ", to_string(isa),
-                    "; it supports up to ", to_string(best_isa())));
+    throw Error(cat("set_isa: this CPU (or operating system) does not support ", to_string(isa), "; it supports up to ",
+                    to_string(best_isa())));
   g_isa_override.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
@@ -143,9 +143,9 @@ std::string cpu_description() {
   std::string s = f.brand.empty() ? std::string("unknown x86-64 CPU") : f.brand;
   s += " (";
   const std::pair<const char*, bool> bits[] = {
-      {"avx", f.avx},           {"fma", f.fma},           {"avx2", f.avx2},         {"avx512f", f.avx512f},
-      {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl}, {"avx512dq", f.avx512dq}, {"os-ymm", f.os_ymm},
-      {"os-zmm", f.os_zmm}};
+      {"avx", f.avx},           {"fma", f.fma},           {"avx2", f.avx2},
+      {"avx512f", f.avx512f},   {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl},
+      {"avx512dq", f.avx512dq}, {"os-ymm", f.os_ymm},     {"os-zmm", f.os_zmm}};
   bool first = true;
   for (const auto& [name, on] : bits)
     if (on) {

@@ -1,8 +1,9 @@
-// Dense: y = act(x W + b) over the last axis.
+// Dense: y = act(x W + b) over the last axis. The product runs as a 1x1 convolution over M = (rows) pixels of
+// K channels: the kernel (K, units) is the HWIO kernel (1, 1, K, units) in memory, so the convolution engine's
+// GEMM path (and its backward passes) serve Dense without a second GEMM implementation.
 #include "convkit/error.hpp"
 #include "convkit/layers.hpp"
 #include "core/strings.hpp"
-#include "ref/dense.hpp"
 
 namespace convkit {
 
@@ -31,14 +32,23 @@ void Dense::build(const Shape& s, Rng& rng) {
   }
 }
 
+const Conv2dPlan& Dense::plan_for(int64_t rows, int64_t features) {
+  const Shape pixels{rows, 1, 1, features};
+  if (!plan_ || plan_->geometry().input_shape() != pixels) {
+    Conv2dParams p{.filters = opts_.units, .kernel_size = {1, 1}, .use_bias = opts_.use_bias,
+                   .activation = opts_.activation.fused().value_or(Activation::none)};
+    plan_ = Conv2dPlan::create(p, pixels);
+  }
+  return *plan_;
+}
+
 Tensor Dense::forward(const Tensor& x, bool) {
   check_input(x);
   const int64_t k = x.shape().back(), m = x.size() / k;
   x_ = x;
   y_ = Tensor(compute_output_shape(x.shape()));
-  ref::dense_fwd(m, k, opts_.units, x.data(), kernel_.value.data(), opts_.use_bias ? bias_.value.data() : nullptr,
-                 y_.data());
-  opts_.activation.forward(y_);
+  plan_for(m, k).forward(x.data(), kernel_.value.data(), opts_.use_bias ? bias_.value.data() : nullptr, y_.data());
+  if (!opts_.activation.fused()) opts_.activation.forward(y_);
   return y_;
 }
 
@@ -46,10 +56,10 @@ Tensor Dense::backward(const Tensor& dy) {
   const int64_t k = x_.shape().back(), m = x_.size() / k;
   Tensor dz = dy;
   opts_.activation.backward(y_, dz);
+  const Conv2dPlan& plan = plan_for(m, k);
   Tensor dx(x_.shape());
-  ref::dense_bwd_data(m, k, opts_.units, dz.data(), kernel_.value.data(), dx.data());
-  ref::dense_bwd_weights(m, k, opts_.units, x_.data(), dz.data(), kernel_.grad.data(),
-                         opts_.use_bias ? bias_.grad.data() : nullptr);
+  plan.backward_data(dz.data(), kernel_.value.data(), dx.data());
+  plan.backward_weights(x_.data(), dz.data(), kernel_.grad.data(), opts_.use_bias ? bias_.grad.data() : nullptr);
   return dx;
 }
 

@@ -1,6 +1,8 @@
 // The Conv2D operator: validate -> plan (pick the algorithm for the geometry and the CPU, build its indirection
 // tables) -> execute (DESIGN.md §2). The algorithms are tried in order; the reference is last, so every valid
 // problem has a path.
+#include "ref/conv2d.hpp"
+
 #include <cstdlib>
 #include <new>
 #include <vector>
@@ -11,7 +13,6 @@
 #include "convkit/runtime.hpp"
 #include "core/strings.hpp"
 #include "ops/conv2d_algorithms.hpp"
-#include "ref/conv2d.hpp"
 
 namespace convkit {
 
@@ -90,14 +91,13 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
   const Isa isa = active_isa();
   ops::Conv2dContext ctx{g, p.activation, &config::kernels(isa), num_threads()};
 
-  std::string why = cat("Conv2D input ", shape_to_string(g.input_shape()), " kernel ", shape_to_string(g.kernel_shape()),
-                        " -> output ", shape_to_string(g.output_shape()), "; strides (", g.sh, ", ", g.sw,
-                        "), dilation (", g.dh, ", ", g.dw, "), groups ", g.groups, ", padding top/bottom/left/right ",
-                        g.pad_top, "/", g.pad_bottom, "/", g.pad_left, "/", g.pad_right, " (",
-                        to_string(g.padding_mode), "), activation ", to_string(p.activation), "\n  ISA ",
-                        to_string(isa), ", ", ctx.threads, " thread(s)",
-                        algo == Conv2dAlgorithm::automatic ? std::string() : cat(", algorithm forced to ", to_string(algo)),
-                        "\n");
+  std::string why =
+      cat("Conv2D input ", shape_to_string(g.input_shape()), " kernel ", shape_to_string(g.kernel_shape()),
+          " -> output ", shape_to_string(g.output_shape()), "; strides (", g.sh, ", ", g.sw, "), dilation (", g.dh,
+          ", ", g.dw, "), groups ", g.groups, ", padding top/bottom/left/right ", g.pad_top, "/", g.pad_bottom, "/",
+          g.pad_left, "/", g.pad_right, " (", to_string(g.padding_mode), "), activation ", to_string(p.activation),
+          "\n  ISA ", to_string(isa), ", ", ctx.threads, " thread(s)",
+          algo == Conv2dAlgorithm::automatic ? std::string() : cat(", algorithm forced to ", to_string(algo)), "\n");
   const ops::Conv2dAlgorithmInfo* chosen = nullptr;
   for (const ops::Conv2dAlgorithmInfo& a : ops::conv2d_algorithms()) {
     const std::string reason = a.supports(g);
@@ -134,9 +134,9 @@ namespace {
 
 // The scratch memory of the overloads that allocate.
 struct Workspace {
-  explicit Workspace(std::size_t bytes) : p(bytes ? ::operator new(bytes, std::align_val_t{64}) : nullptr) {}
+  explicit Workspace(std::size_t bytes) : p(bytes ? ::operator new (bytes, std::align_val_t{64}) : nullptr) {}
   ~Workspace() {
-    if (p) ::operator delete(p, std::align_val_t{64});
+    if (p) ::operator delete (p, std::align_val_t{64});
   }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;

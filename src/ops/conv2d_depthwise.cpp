@@ -64,8 +64,8 @@ class Depthwise final : public detail::Conv2dImpl {
         const int64_t n = it / chunks, p0 = (it % chunks) * kChunk, np = std::min(kChunk, pixels - p0);
         float* y_n = y + n * y_image;
         ctx_.k->dwconv(static_cast<std::size_t>(np), static_cast<std::size_t>(g.oc), static_cast<std::size_t>(mult_),
-                       static_cast<std::size_t>(taps), x + n * x_image, fwd_.a_off.data() + p0 * taps, zero, w, b,
-                       y_n, fwd_.c_off.data() + p0, &params);
+                       static_cast<std::size_t>(taps), x + n * x_image, fwd_.a_off.data() + p0 * taps, zero, w, b, y_n,
+                       fwd_.c_off.data() + p0, &params);
         if (post) activation_forward(ctx_.activation, y_n + p0 * g.oc, np * g.oc);
       }
     });
@@ -95,9 +95,8 @@ class Depthwise final : public detail::Conv2dImpl {
         const int64_t* a_off = bwd_.a_off.data() + bwd_.tile_a_begin[ch.first];
         const float* wp = buf.packed + bwd_seg_offset_[ch.segment];
         if (mult_ == 1)
-          ctx_.k->dwconv(static_cast<std::size_t>(ch.count), static_cast<std::size_t>(g.ic), 1, taps,
-                         dz + n * dz_image, a_off, buf.zero, wp, nullptr, dxb + n * dx_image,
-                         bwd_.c_off.data() + ch.first, &params);
+          ctx_.k->dwconv(static_cast<std::size_t>(ch.count), static_cast<std::size_t>(g.ic), 1, taps, dz + n * dz_image,
+                         a_off, buf.zero, wp, nullptr, dxb + n * dx_image, bwd_.c_off.data() + ch.first, &params);
         else
           ctx_.k->dwconv_reduce(static_cast<std::size_t>(ch.count), static_cast<std::size_t>(g.ic),
                                 static_cast<std::size_t>(mult_), taps, dz + n * dz_image, a_off, buf.zero, wp,
@@ -122,8 +121,7 @@ class Depthwise final : public detail::Conv2dImpl {
         const int64_t n = it / chunks, p0 = (it % chunks) * kChunk, np = std::min(kChunk, pixels - p0);
         ctx_.k->dwconv_wgrad(static_cast<std::size_t>(np), static_cast<std::size_t>(g.oc),
                              static_cast<std::size_t>(mult_), static_cast<std::size_t>(taps), x + n * x_image,
-                             fwd_.a_off.data() + p0 * taps, buf.zero, dz + n * dz_image, fwd_.c_off.data() + p0,
-                             part);
+                             fwd_.a_off.data() + p0 * taps, buf.zero, dz + n * dz_image, fwd_.c_off.data() + p0, part);
       }
     });
     for (int64_t e = 0; e < dw_size; ++e) {

@@ -20,14 +20,13 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     const int64_t nr = ctx_.k->nr;
     fwd_blocks_ = (g.oc_per_group() + nr - 1) / nr;
     bwd_blocks_ = (g.ic_per_group() + nr - 1) / nr;
-    fwd_block_floats_ = packed_block_floats(g.ic_per_group(), nr);
     bwd_block_floats_ = packed_block_floats(g.oc_per_group(), nr);
   }
 
   std::size_t workspace_size() const override {
     const Conv2dGeometry& g = ctx_.g;
     WorkspaceCarver ws(nullptr);
-    ws.take_floats(g.groups * std::max(fwd_blocks_ * fwd_block_floats_, bwd_blocks_ * bwd_block_floats_));
+    ws.take_floats(g.groups * bwd_blocks_ * bwd_block_floats_);
     return std::max(ws.required(), wgrad_.workspace_size());
   }
 
@@ -37,15 +36,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
 
   void forward(const float* x, const float* w, const float* b, float* y, void* ws) const override {
     const Conv2dGeometry& g = ctx_.g;
-    WorkspaceCarver carver(ws);
-    float* packed = carver.take_floats(g.groups * fwd_blocks_ * fwd_block_floats_);
-    static constexpr int32_t kTap0[] = {0};
-    const int64_t nb = fwd_blocks_, nr = ctx_.k->nr;
-    parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
-      for (int64_t i = b0; i < b1; ++i)
-        pack_forward_block(g, nr, kTap0, w, b, i / nb, i % nb, packed + i * fwd_block_floats_);
-    });
-    run(x, g.ic, g.ic_per_group(), packed, nb, fwd_block_floats_, y, g.oc, g.oc_per_group(),
+    (void)ws;  // the kernel (IC/G, OC) is read in place
+    run(x, g.ic, g.ic_per_group(), Weights{w, g.oc, g.oc_per_group(), 0, b}, fwd_blocks_, y, g.oc, g.oc_per_group(),
         gemm_params(ctx_.activation), ctx_.activation);
   }
 
@@ -59,8 +51,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       for (int64_t i = b0; i < b1; ++i)
         pack_backward_data_block(g, nr, kTap0, w, i / nb, i % nb, packed + i * bwd_block_floats_);
     });
-    run(dz, g.oc, g.oc_per_group(), packed, nb, bwd_block_floats_, dx, g.ic, g.ic_per_group(),
-        gemm_params(Activation::none), Activation::none);
+    run(dz, g.oc, g.oc_per_group(), Weights{packed, nr, nb * bwd_block_floats_, bwd_block_floats_, nullptr}, nb, dx,
+        g.ic, g.ic_per_group(), gemm_params(Activation::none), Activation::none);
   }
 
   void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const override {
@@ -69,9 +61,16 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   }
 
  private:
+  // Where block j of group grp starts: w + grp * group_step + j * block_step (block_step 0: blocks nr columns apart
+  // in place), rows `stride` apart; bias + grp * C/G + j * nr.
+  struct Weights {
+    const float* w;
+    int64_t stride, group_step, block_step;
+    const float* bias;
+  };
   // C (rows, c_cols) = A (rows, a_cols) . B per group: A's group slice is a_group columns wide, C's c_group.
-  void run(const float* a, int64_t a_cols, int64_t a_group, const float* packed, int64_t nb, int64_t block_floats,
-           float* c, int64_t c_cols, int64_t c_group, const uk::GemmParams& params, Activation act) const {
+  void run(const float* a, int64_t a_cols, int64_t a_group, const Weights& b, int64_t nb, float* c, int64_t c_cols,
+           int64_t c_group, const uk::GemmParams& params, Activation act) const {
     const Conv2dGeometry& g = ctx_.g;
     const int64_t rows = g.n * g.oh * g.ow, mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups;
     const int64_t tiles = (rows + mr - 1) / mr;
@@ -81,9 +80,11 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         const int64_t j = it % nb, grp = (it / nb) % G, tile = it / (nb * G);
         const int64_t r0 = tile * mr, m = std::min(mr, rows - r0), nc = std::min(nr, c_group - j * nr);
         float* cp = c + r0 * c_cols + grp * c_group + j * nr;
+        const float* wb = b.w + grp * b.group_step + (b.block_step ? j * b.block_step : j * nr);
         ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(a_group),
-                     a + r0 * a_cols + grp * a_group, static_cast<std::size_t>(a_cols),
-                     packed + (grp * nb + j) * block_floats, cp, static_cast<std::size_t>(c_cols), &params);
+                     a + r0 * a_cols + grp * a_group, static_cast<std::size_t>(a_cols), wb,
+                     static_cast<std::size_t>(b.stride), b.bias ? b.bias + grp * c_group + j * nr : nullptr, cp,
+                     static_cast<std::size_t>(c_cols), &params);
         if (post)
           for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * c_cols, nc);
       }
@@ -92,15 +93,14 @@ class Gemm1x1 final : public detail::Conv2dImpl {
 
   Conv2dContext ctx_;
   WgradPlan wgrad_;
-  int64_t fwd_blocks_ = 0, bwd_blocks_ = 0, fwd_block_floats_ = 0, bwd_block_floats_ = 0;
+  int64_t fwd_blocks_ = 0, bwd_blocks_ = 0, bwd_block_floats_ = 0;
 };
 
 }  // namespace
 
 std::string gemm_1x1_supports(const Conv2dGeometry& g) {
   if (g.kh != 1 || g.kw != 1) return "needs a 1x1 kernel, got " + std::to_string(g.kh) + "x" + std::to_string(g.kw);
-  if (g.sh != 1 || g.sw != 1)
-    return "needs stride 1, got (" + std::to_string(g.sh) + ", " + std::to_string(g.sw) + ")";
+  if (g.sh != 1 || g.sw != 1) return "needs stride 1, got (" + std::to_string(g.sh) + ", " + std::to_string(g.sw) + ")";
   if (g.pad_top || g.pad_bottom || g.pad_left || g.pad_right) return "needs no padding";
   return {};
 }

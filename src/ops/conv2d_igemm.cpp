@@ -31,7 +31,6 @@ class ImplicitGemm final : public detail::Conv2dImpl {
     scatter_blocks_ = (g.kh * g.kw * g.ic_per_group() + nr - 1) / nr;
     scatter_block_floats_ = packed_block_floats(g.oc_per_group(), nr);
     fwd_blocks_ = (g.oc_per_group() + nr - 1) / nr;
-    fwd_block_floats_ = packed_block_floats(g.kh * g.kw * g.ic_per_group(), nr);
     bwd_blocks_ = (g.ic_per_group() + nr - 1) / nr;
     for (const IndirectionTable::Segment& s : bwd_.segments) {
       bwd_seg_offset_.push_back(bwd_pack_floats_);
@@ -63,26 +62,25 @@ class ImplicitGemm final : public detail::Conv2dImpl {
     const Buffers buf = carve_forward(carver);
     const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group(), nr = ctx_.k->nr, mr = ctx_.k->mr;
     const int64_t G = g.groups, nb = fwd_blocks_, taps = g.kh * g.kw;
-    const std::span<const int32_t> tap_list(fwd_.segments[0].taps);
-    parallel_for(ctx_.threads, G * nb, [&](int64_t b0, int64_t b1, int) {
-      for (int64_t i = b0; i < b1; ++i)
-        pack_forward_block(g, nr, tap_list, w, b, i / nb, i % nb, buf.packed + i * fwd_block_floats_);
-    });
     std::fill_n(buf.zero, zero_floats(), 0.0f);
     const uk::GemmParams params = gemm_params(ctx_.activation);
     const bool post = needs_post_activation(ctx_.activation);
     const int64_t tiles = fwd_.num_tiles(), x_image = g.ih * g.iw * g.ic, y_image = g.oh * g.ow * g.oc;
     // Items (image, tile, group, output block), the block fastest: consecutive items reuse the tile's input rows.
+    // (Making the tile fastest for weights larger than L2 was measured: no better, the weight rows being OC floats
+    // apart alias in the caches.)
     parallel_for(ctx_.threads, g.n * tiles * G * nb, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t j = it % nb, grp = (it / nb) % G, tile = (it / (nb * G)) % tiles, n = it / (nb * G * tiles);
         const int64_t nc = std::min(nr, ocg - j * nr);
-        float* c_base = y + n * y_image + grp * ocg + j * nr;
+        const int64_t col0 = grp * ocg + j * nr;
+        float* c_base = y + n * y_image + col0;
         const int64_t* c_off = fwd_.c_off.data() + tile * mr;
+        // The weights are read in place: rows (tap, c) of the HWIO kernel, OC floats apart.
         ctx_.k->igemm(static_cast<std::size_t>(fwd_.tile_rows[tile]), static_cast<std::size_t>(nc),
                       static_cast<std::size_t>(icg), static_cast<std::size_t>(taps), x + n * x_image + grp * icg,
-                      fwd_.a_off.data() + fwd_.tile_a_begin[tile], buf.zero, buf.packed + (grp * nb + j) * fwd_block_floats_,
-                      c_base, c_off, &params);
+                      fwd_.a_off.data() + fwd_.tile_a_begin[tile], buf.zero, w + col0, static_cast<std::size_t>(g.oc),
+                      b ? b + col0 : nullptr, c_base, c_off, &params);
         if (post)
           for (int64_t r = 0; r < fwd_.tile_rows[tile]; ++r) activation_forward(ctx_.activation, c_base + c_off[r], nc);
       }
@@ -111,11 +109,12 @@ class ImplicitGemm final : public detail::Conv2dImpl {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t j = it % nb, grp = (it / nb) % G, tile = (it / (nb * G)) % tiles, n = it / (nb * G * tiles);
         const int64_t s = bwd_.tile_segment[tile];
-        ctx_.k->igemm(static_cast<std::size_t>(bwd_.tile_rows[tile]), static_cast<std::size_t>(std::min(nr, icg - j * nr)),
-                      static_cast<std::size_t>(ocg), bwd_.segments[s].taps.size(), dz + n * dz_image + grp * ocg,
-                      bwd_.a_off.data() + bwd_.tile_a_begin[tile], buf.zero,
-                      buf.packed + bwd_seg_offset_[s] + (grp * nb + j) * bwd_seg_block_floats_[s],
-                      dxb + n * dx_image + grp * icg + j * nr, bwd_.c_off.data() + tile * mr, &params);
+        ctx_.k->igemm(
+            static_cast<std::size_t>(bwd_.tile_rows[tile]), static_cast<std::size_t>(std::min(nr, icg - j * nr)),
+            static_cast<std::size_t>(ocg), bwd_.segments[s].taps.size(), dz + n * dz_image + grp * ocg,
+            bwd_.a_off.data() + bwd_.tile_a_begin[tile], buf.zero,
+            buf.packed + bwd_seg_offset_[s] + (grp * nb + j) * bwd_seg_block_floats_[s], static_cast<std::size_t>(nr),
+            nullptr, dxb + n * dx_image + grp * icg + j * nr, bwd_.c_off.data() + tile * mr, &params);
       }
     });
     if (fold_) fold_padded_gradient(g, buf.padded_dx, dx, ctx_.threads);
@@ -162,8 +161,8 @@ class ImplicitGemm final : public detail::Conv2dImpl {
           for (int64_t j = 0; j < nb; ++j)
             ctx_.k->gemm(static_cast<std::size_t>(rows), static_cast<std::size_t>(std::min(nr, cols - j * nr)),
                          static_cast<std::size_t>(ocg), a, static_cast<std::size_t>(g.oc),
-                         buf.packed + (grp * nb + j) * scatter_block_floats_, col + j * nr,
-                         static_cast<std::size_t>(ld), &params);
+                         buf.packed + (grp * nb + j) * scatter_block_floats_, static_cast<std::size_t>(nr), nullptr,
+                         col + j * nr, static_cast<std::size_t>(ld), &params);
           const int64_t* a_off = fwd_.a_off.data() + fwd_.tile_a_begin[tile];
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t tap = 0; tap < taps; ++tap) {
@@ -198,7 +197,6 @@ class ImplicitGemm final : public detail::Conv2dImpl {
   int64_t zero_floats() const { return std::max(ctx_.g.ic_per_group(), ctx_.g.oc_per_group()); }
   Buffers carve_forward(WorkspaceCarver& ws) const {
     Buffers b{};
-    b.packed = ws.take_floats(ctx_.g.groups * fwd_blocks_ * fwd_block_floats_);
     b.zero = ws.take_floats(zero_floats());
     return b;
   }
@@ -212,13 +210,13 @@ class ImplicitGemm final : public detail::Conv2dImpl {
 
   Conv2dContext ctx_;
   IndirectionTable fwd_;
-  bool fold_;            // non-zero padding mode: backward data runs on the padded grid, then folds
-  Conv2dGeometry gb_;    // the geometry backward data runs on
+  bool fold_;          // non-zero padding mode: backward data runs on the padded grid, then folds
+  Conv2dGeometry gb_;  // the geometry backward data runs on
   IndirectionTable bwd_;
   WgradPlan wgrad_;
   bool scatter_ = false;  // backward data by GEMM + scatter (few input channels per group)
   int64_t scatter_blocks_ = 0, scatter_block_floats_ = 0;
-  int64_t fwd_blocks_ = 0, fwd_block_floats_ = 0;
+  int64_t fwd_blocks_ = 0;
   int64_t bwd_blocks_ = 0, bwd_pack_floats_ = 0;
   std::vector<int64_t> bwd_seg_offset_, bwd_seg_block_floats_;
 };
@@ -228,9 +226,9 @@ class ImplicitGemm final : public detail::Conv2dImpl {
 std::string implicit_gemm_supports(const Conv2dGeometry& g) {
   // The indirection tables hold one offset per output pixel and tap, per input pixel and tap, and two per
   // (output pixel, tap) for the weight gradient: refuse sizes where they alone would take gigabytes.
-  const double entries = double(g.oh) * double(g.ow) * double(g.kh) * double(g.kw) * 3.0 +
-                         double(g.ih + g.pad_top + g.pad_bottom) * double(g.iw + g.pad_left + g.pad_right) *
-                             double(g.kh) * double(g.kw);
+  const double entries =
+      double(g.oh) * double(g.ow) * double(g.kh) * double(g.kw) * 3.0 +
+      double(g.ih + g.pad_top + g.pad_bottom) * double(g.iw + g.pad_left + g.pad_right) * double(g.kh) * double(g.kw);
   if (entries * 8.0 > 4e9)
     return "its indirection tables would take " + std::to_string(int64_t(entries * 8.0 / 1e9)) +
            " GB (more than 4 GB) for this image and kernel size";

@@ -23,7 +23,7 @@ int parallel_for(int threads, int64_t n, Fn&& fn) {
     return 1;
   }
   int slices = 1;
-#pragma omp parallel num_threads(static_cast<int>(nt))
+#pragma omp parallel num_threads(static_cast <int>(nt))
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     if (t == 0) slices = static_cast<int>(T);

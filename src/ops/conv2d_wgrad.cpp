@@ -35,8 +35,8 @@ std::size_t WgradPlan::workspace_size() const {
   return dry.required();
 }
 
-void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0,
-                          int64_t u1, bool overwrite_first) const {
+void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0, int64_t u1,
+                          bool overwrite_first) const {
   const Conv2dGeometry& g = ctx_.g;
   const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group(), mr = ctx_.k->mr, nr = ctx_.k->nr;
   const int64_t x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
@@ -66,7 +66,8 @@ void WgradPlan::run(const float* x, const float* dz, float* dw, float* db, Works
   const int64_t units = g.n * chunks_;
   if (!split_pixels_) {
     // Each thread owns whole items (disjoint parts of dw) and walks all the pixels.
-    parallel_for(ctx_.threads, items_, [&](int64_t i0, int64_t i1, int) { run_items(x, dz, dw, i0, i1, 0, units, true); });
+    parallel_for(ctx_.threads, items_,
+                 [&](int64_t i0, int64_t i1, int) { run_items(x, dz, dw, i0, i1, 0, units, true); });
   } else {
     const int64_t dw_size = taps_ * g.ic_per_group() * g.oc;
     const int used = parallel_for(ctx_.threads, units, [&](int64_t u0, int64_t u1, int t) {

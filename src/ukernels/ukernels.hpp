@@ -37,8 +37,7 @@ using IgemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, std::si
 //   outer(x_base[x_off[i] .. + mr), dz_base[dz_off[i] .. + nc)).
 // The rows are input channels, the columns output channels, the reduction runs over output pixels.
 using WgradFn = void (*)(std::size_t mr, std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
-                         const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
-                         int accumulate);
+                         const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride, int accumulate);
 
 // Depthwise convolution over npix output pixels: for pixel i, tap t and output channel o < channels,
 //   out[c_off[i] + o] = act(bias[o] + sum_t a_base[a_off[i * taps + t] + o / mult] * w[t * channels + o])
@@ -60,21 +59,20 @@ using DwconvWgradFn = void (*)(std::size_t npix, std::size_t channels, std::size
                                const float* x_base, const int64_t* x_off, const float* zero, const float* dz_base,
                                const int64_t* dz_off, float* dw);
 
-#define CONVKIT_DECLARE_UKERNELS(isa, MR, NR)                                                                  \
-  void f32_gemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t,        \
-                                     const float*, std::size_t, const float*, float*, std::size_t,            \
-                                     const GemmParams*);                                                      \
-  void f32_igemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,       \
-                                      const int64_t*, const float*, const float*, std::size_t, const float*,  \
-                                      float*, const int64_t*, const GemmParams*);                             \
-  void f32_wgrad_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
-                                      const float*, const int64_t*, float*, std::size_t, int);                \
-  void f32_dwconv__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
-                         const float*, const float*, const float*, float*, const int64_t*, const GemmParams*); \
-  void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,             \
-                                const int64_t*, const float*, const float*, float*, const int64_t*);          \
-  void f32_dwconv_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,              \
-                               const int64_t*, const float*, const float*, const int64_t*, float*);
+#define CONVKIT_DECLARE_UKERNELS(isa, MR, NR)                                                                        \
+  void f32_gemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*, \
+                                     std::size_t, const float*, float*, std::size_t, const GemmParams*);             \
+  void f32_igemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*,              \
+                                      const int64_t*, const float*, const float*, std::size_t, const float*, float*, \
+                                      const int64_t*, const GemmParams*);                                            \
+  void f32_wgrad_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, const int64_t*,           \
+                                      const float*, const int64_t*, float*, std::size_t, int);                       \
+  void f32_dwconv__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,           \
+                         const float*, const float*, const float*, float*, const int64_t*, const GemmParams*);       \
+  void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
+                                const float*, const float*, float*, const int64_t*);                                 \
+  void f32_dwconv_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,     \
+                               const float*, const float*, const int64_t*, float*);
 
 CONVKIT_DECLARE_UKERNELS(generic, 4, 8)
 CONVKIT_DECLARE_UKERNELS(avx2, 6, 16)

@@ -64,7 +64,8 @@ struct Problem {
   Conv2dGeometry g;
   Conv2dParams p;
   std::vector<float> x, w, b, dz;
-  Problem(const Conv2dParams& params, const Shape& input, uint32_t seed) : g(conv2d_geometry(params, input)), p(params) {
+  Problem(const Conv2dParams& params, const Shape& input, uint32_t seed)
+      : g(conv2d_geometry(params, input)), p(params) {
     std::mt19937 rng(seed);
     x = random_values(shape_elements(g.input_shape()), rng);
     w = random_values(shape_elements(g.kernel_shape()), rng);

@@ -84,10 +84,21 @@ std::vector<Case> edge_cases(const config::KernelTable& k) {
   add("stride2_k3", conv(9, 3, 3, 2, Padding::same()), {2, 9, 8, 5});
   add("stride3_k5", conv(4, 5, 5, 3, Padding::symmetric(2, 2)), {1, 11, 13, 3});
   add("stride3_k2", conv(5, 2, 2, 3), {2, 8, 10, 4});
-  add("stride_2x1", [] { Conv2dParams p = conv(6, 3, 2); p.strides = {2, 1}; return p; }(), {1, 9, 7, 3});
+  add("stride_2x1",
+      [] {
+        Conv2dParams p = conv(6, 3, 2);
+        p.strides = {2, 1};
+        return p;
+      }(),
+      {1, 9, 7, 3});
   add("dilation2", conv(7, 3, 3, 1, Padding::same(), 2), {1, 9, 10, 4});
   add("dilation2_stride2", conv(5, 3, 3, 2, Padding::symmetric(2, 1), 2), {2, 11, 9, 3});
-  add("dilation_2x3", [] { Conv2dParams p = conv(4, 2, 3, 1, Padding::valid()); p.dilation_rate = {2, 3}; return p; }(),
+  add("dilation_2x3",
+      [] {
+        Conv2dParams p = conv(4, 2, 3, 1, Padding::valid());
+        p.dilation_rate = {2, 3};
+        return p;
+      }(),
       {1, 6, 9, 2});
   add("kernel_1x5", conv(4, 1, 5, 1, Padding::same()), {1, 4, 9, 3});
   add("kernel_4x2_even_same", conv(3, 4, 2, 1, Padding::same()), {2, 7, 5, 2});
@@ -250,7 +261,8 @@ TEST_P(Conv2dSweep, MatchesReference) {
     std::string report;
     EXPECT_EQ(testops::count_mismatches(dx, e.dx, e.dx_s, report), 0)
         << what << " implicit_gemm backward data, " << (form == ops::BackwardDataForm::gather ? "gather" : "scatter")
-        << " form\n" << report;
+        << " form\n"
+        << report;
   }
   // implicit_gemm supports every small problem: each case runs at least one fast path.
   EXPECT_GE(fast_paths, 1) << what;

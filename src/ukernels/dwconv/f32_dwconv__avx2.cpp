@@ -3,21 +3,21 @@
 
 namespace convkit::uk {
 
-void f32_dwconv__avx2(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
-    const float* a_base, const int64_t* a_off, const float* zero, const float* w, const float* bias, float* c_base,
-    const int64_t* c_off, const GemmParams* p) {
+void f32_dwconv__avx2(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps, const float* a_base,
+                      const int64_t* a_off, const float* zero, const float* w, const float* bias, float* c_base,
+                      const int64_t* c_off, const GemmParams* p) {
   dwconv(npix, channels, mult, taps, a_base, a_off, zero, w, bias, c_base, c_off, p);
 }
 
 void f32_dwconv_reduce__avx2(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
-    const float* a_base, const int64_t* a_off, const float* zero, const float* w, float* c_base,
-    const int64_t* c_off) {
+                             const float* a_base, const int64_t* a_off, const float* zero, const float* w,
+                             float* c_base, const int64_t* c_off) {
   dwconv_reduce(npix, channels, mult, taps, a_base, a_off, zero, w, c_base, c_off);
 }
 
 void f32_dwconv_wgrad__avx2(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
-    const float* x_base, const int64_t* x_off, const float* zero, const float* dz_base, const int64_t* dz_off,
-    float* dw) {
+                            const float* x_base, const int64_t* x_off, const float* zero, const float* dz_base,
+                            const int64_t* dz_off, float* dw) {
   dwconv_wgrad(npix, channels, mult, taps, x_base, x_off, zero, dz_base, dz_off, dw);
 }
 

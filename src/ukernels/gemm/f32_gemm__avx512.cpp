@@ -8,19 +8,20 @@
 namespace convkit::uk {
 
 void f32_gemm_14x32__avx512(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
-    const float* w, std::size_t w_stride, const float* bias, float* c, std::size_t c_stride, const GemmParams* p) {
+                            const float* w, std::size_t w_stride, const float* bias, float* c, std::size_t c_stride,
+                            const GemmParams* p) {
   gemm_tile<14, 2>(mr, nc, kc, a, a_stride, w, w_stride, bias, c, c_stride, p);
 }
 
 void f32_igemm_14x32__avx512(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
-    const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride, const float* bias, float* c_base,
-    const int64_t* c_off, const GemmParams* p) {
+                             const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride,
+                             const float* bias, float* c_base, const int64_t* c_off, const GemmParams* p) {
   igemm_tile<14, 2>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
 }
 
-void f32_wgrad_14x32__avx512(std::size_t mr, std::size_t nc, std::size_t k, const float* x_base,
-    const int64_t* x_off, const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
-    int accumulate) {
+void f32_wgrad_14x32__avx512(std::size_t mr, std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
+                             const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
+                             int accumulate) {
   wgrad_tile<14, 2>(mr, nc, k, x_base, x_off, dz_base, dz_off, dw, dw_stride, accumulate);
 }
 

@@ -48,7 +48,7 @@ inline __attribute__((always_inline)) void load_row(V (&b)[NV], const float* w, 
 // acc[r] += a[r][k] * b.
 template <int MR, int NV>
 inline __attribute__((always_inline)) void acc_step(Acc<MR, NV>& acc, const float* const (&a)[MR], std::size_t k,
-                                                   const V (&b)[NV]) {
+                                                    const V (&b)[NV]) {
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     const V av = Simd::bcast(a[r] + k);
@@ -60,7 +60,7 @@ inline __attribute__((always_inline)) void acc_step(Acc<MR, NV>& acc, const floa
 // Stores rows r < mr, columns < nc: C (+)= acc, then the fused relu.
 template <int MR, int NV>
 inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size_t mr, std::size_t nc,
-                                                    float* const (&rows)[MR], const GemmParams* p) {
+                                                     float* const (&rows)[MR], const GemmParams* p) {
   const V zero = Simd::zero();
   const bool relu = p->relu != 0, accumulate = p->accumulate != 0;
   if (nc == std::size_t(NV * kW)) {
@@ -156,8 +156,8 @@ inline void igemm_body(std::size_t mr, std::size_t nc, std::size_t kc, std::size
 
 template <int MR, int NV>
 inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
-                       const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride,
-                       const float* bias, float* c_base, const int64_t* c_off, const GemmParams* p) {
+                       const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride, const float* bias,
+                       float* c_base, const int64_t* c_off, const GemmParams* p) {
   if (nc == std::size_t(NV * kW))
     igemm_body<MR, NV, true>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
   else
@@ -166,9 +166,8 @@ inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size
 
 // Weight gradient for exactly M rows (input channels); FULL: nc == NR, so the dz rows need no masking.
 template <int M, int NV, bool FULL>
-inline void wgrad_rows(std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
-                       const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
-                       int accumulate) {
+inline void wgrad_rows(std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off, const float* dz_base,
+                       const int64_t* dz_off, float* dw, std::size_t dw_stride, int accumulate) {
   Acc<M, NV> acc;
 #pragma GCC unroll 16
   for (int r = 0; r < M; ++r)
@@ -214,8 +213,7 @@ inline void wgrad_rows(std::size_t nc, std::size_t k, const float* x_base, const
 // last pixel may end the buffer.
 template <int MR, int NV>
 inline void wgrad_tile(std::size_t mr, std::size_t nc, std::size_t k, const float* x_base, const int64_t* x_off,
-                       const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride,
-                       int accumulate) {
+                       const float* dz_base, const int64_t* dz_off, float* dw, std::size_t dw_stride, int accumulate) {
   if constexpr (MR >= 1) {
     if (mr == std::size_t(MR)) {
       if (nc == std::size_t(NV * kW))
