@@ -13,6 +13,7 @@
 #include "convkit/error.hpp"
 #include "convkit/tensor.hpp"
 #include "core/shape.hpp"
+#include "expect_error.hpp"
 
 namespace convkit {
 namespace {
@@ -20,17 +21,7 @@ namespace {
 using core::AxisGeometry;
 using core::AxisSpec;
 
-// Asserts that fn throws convkit::Error whose message contains every one of the given pieces.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected convkit::Error, nothing was thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : pieces) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
+using convkit::test_support::expect_error;
 
 // ---- conv2d_output_shape: the seeds' examples (DESIGN.md §1) ------------------------------------------------
 

@@ -16,22 +16,14 @@
 
 #include "convkit/dataset.hpp"
 #include "convkit/error.hpp"
+#include "expect_error.hpp"
 
 namespace convkit {
 namespace {
 
 namespace fs = std::filesystem;
 
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected convkit::Error, nothing was thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : pieces) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
+using convkit::test_support::expect_error;
 
 // Big-endian bytes of an unsigned value of `bytes` bytes.
 std::string be(uint64_t v, int bytes) {

@@ -19,23 +19,14 @@
 #include "convkit/error.hpp"
 #include "convkit/io.hpp"
 #include "convkit/safetensors.hpp"
+#include "expect_error.hpp"
 
 namespace convkit {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Asserts that fn throws convkit::Error whose message contains every one of the given pieces.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected convkit::Error, nothing was thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : pieces) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
+using convkit::test_support::expect_error;
 
 std::string u64_le(uint64_t v) {
   std::string s;

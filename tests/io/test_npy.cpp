@@ -21,24 +21,14 @@
 #include "convkit/error.hpp"
 #include "convkit/io.hpp"
 #include "convkit/tensor.hpp"
+#include "expect_error.hpp"
 
 namespace convkit {
 namespace {
 
 namespace fs = std::filesystem;
 
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected convkit::Error, nothing was thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : pieces) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected convkit::Error, got another exception: " << e.what();
-  }
-}
+using convkit::test_support::expect_error;
 
 // A complete .npy file: version major.0, the dict padded (numpy-style) to `align` bytes, then the data.
 std::string npy_file(int major, const std::string& dict, const std::string& data, std::size_t align = 64) {

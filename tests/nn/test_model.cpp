@@ -14,22 +14,13 @@
 #include "convkit/error.hpp"
 #include "convkit/layers.hpp"
 #include "convkit/model.hpp"
+#include "expect_error.hpp"
 
 namespace {
 
 using namespace convkit;
 
-// Runs f, which must throw convkit::Error whose message contains every phrase.
-template <class F>
-void expect_error(F&& f, std::initializer_list<const char*> phrases) {
-  try {
-    f();
-    ADD_FAILURE() << "no convkit::Error thrown (expected one mentioning '" << *phrases.begin() << "')";
-  } catch (const Error& e) {
-    for (const char* p : phrases) EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-        << "message '" << e.what() << "' lacks '" << p << "'";
-  }
-}
+using convkit::test_support::expect_error;
 
 Conv2dLayerOptions conv(int filters, int k, Padding pad = Padding::same(), const char* act = "relu") {
   return {.conv = {.filters = filters, .kernel_size = {k, k}, .padding = pad}, .activation = ActivationFn::parse(act)};

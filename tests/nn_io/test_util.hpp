@@ -15,20 +15,11 @@
 #include "convkit/layers.hpp"
 #include "convkit/model.hpp"
 #include "convkit/random.hpp"
+#include "expect_error.hpp"
 
 namespace convkit::nn_io_test {
 
-// Asserts that fn throws convkit::Error whose message contains every one of the pieces.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected convkit::Error, nothing was thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : pieces) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
+using convkit::test_support::expect_error;
 
 inline bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() &&

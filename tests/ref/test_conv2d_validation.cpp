@@ -9,23 +9,12 @@
 #include "convkit/conv.hpp"
 #include "convkit/error.hpp"
 #include "convkit/tensor.hpp"
+#include "expect_error.hpp"
 
 namespace convkit {
 namespace {
 
-// Runs fn; fails unless it throws convkit::Error with a message containing every piece.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected convkit::Error, nothing was thrown";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : pieces) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected convkit::Error, got another exception: " << e.what();
-  }
-}
+using convkit::test_support::expect_error;
 
 // A valid starting point that each row perturbs: 3x3, 4 filters, stride 1, valid.
 Conv2dParams base() { return Conv2dParams{.filters = 4, .kernel_size = {3, 3}}; }
