@@ -139,7 +139,7 @@ Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name);  // throws convki
 // The overloads without a workspace allocate one per call.
 //
 // Numerical agreement with the reference kernels (tests/ops): |fast - ref| <= 1e-5 * S + 1e-6 elementwise, with S
-// the same computation on absolute values (the summation order differs; see docs/numerics.md).
+// the same computation on absolute values (the summation order differs; docs/numerics.md §6).
 class Conv2dPlan {
  public:
   // algo = automatic picks the first algorithm that supports the geometry; any other value forces that algorithm

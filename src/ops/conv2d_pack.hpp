@@ -20,10 +20,6 @@ inline int64_t packed_block_floats(int64_t rows, int64_t nr) { return nr * rows;
 void pack_backward_data_block(const Conv2dGeometry& g, int64_t nr, std::span<const int32_t> taps, const float* w,
                               int64_t grp, int64_t j, float* out);
 
-}  // namespace convkit::ops
-
-namespace convkit::ops {
-
 // Backward data by scatter, group grp, columns [j * nr, j * nr + nr) of the (tap, c) columns (taps * IC/G of them,
 // c fastest): rows o < OC/G; B[o][(tap, c)] = w[tap][c][grp * OC/G + o].
 void pack_scatter_block(const Conv2dGeometry& g, int64_t nr, const float* w, int64_t grp, int64_t j, float* out);

@@ -342,7 +342,8 @@ TEST(ImagePng, GreyAlphaRgbRgbaAt8And16Bits) {
         const RawPng p = raw(13, 11, depth, ct, interlace, 100 + ct * 7 + depth);
         const int c = file_channels(ct);
         const float max = depth == 8 ? 255.0f : 65535.0f;
-        check_png(p, c, [&](int y, int x, int k) { return static_cast<float>(p.samples[(y * p.width + x) * c + k]) / max; },
+        auto want = [&](int y, int x, int k) { return static_cast<float>(p.samples[(y * p.width + x) * c + k]) / max; };
+        check_png(p, c, want,
                   "colour type " + std::to_string(ct) + " " + std::to_string(depth) + "-bit" +
                       (interlace ? " interlaced" : ""));
       }
@@ -601,7 +602,8 @@ TEST(ImageHostile, StructuralJpegCorruptionIsAnError) {
   // Garbage in place of the entropy-coded data: libjpeg reports a corrupt-data warning (bad Huffman code or
   // premature end of segment), which convkit turns into an error.
   const std::size_t sos = jpg.find("\xff\xda");
-  const std::size_t data = sos + 2 + ((static_cast<unsigned char>(jpg[sos + 2]) << 8) | static_cast<unsigned char>(jpg[sos + 3]));
+  const auto byte = [&](std::size_t i) { return static_cast<std::size_t>(static_cast<unsigned char>(jpg[i])); };
+  const std::size_t data = sos + 2 + ((byte(sos + 2) << 8) | byte(sos + 3));  // after the SOS header
   std::string garbage = jpg;
   for (std::size_t i = data; i + 2 < jpg.size(); ++i) garbage[i] = (i % 2) ? '\xff' : '\x00';
   expect_error([&] { decode_image(garbage, "g.jpg"); }, {"g.jpg", "invalid JPEG"});

@@ -183,7 +183,7 @@ TEST_F(Runtime, ResultsDoNotDependOnTheThreadCount) {
   for (const Shape_& s : shapes) {
     const Problem pr(s.p, s.in, 5u);
     const Expected e(pr);
-    for (int t : {1, 2, 3, 7, 64}) {
+    for (int t : {1, 2, 3, 9}) {
       set_num_threads(t);
       const Conv2dPlan plan = Conv2dPlan::create(s.p, s.in);
       testops::check_plan(plan, pr, e, testops::describe(s.p, s.in) + " threads " + std::to_string(t));
