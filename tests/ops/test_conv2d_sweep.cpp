@@ -35,6 +35,11 @@ struct SweepParam {
   Case c;
 };
 
+// What gtest prints for a parameter (instead of its raw bytes): the ISA, the case, the input shape.
+void PrintTo(const SweepParam& sp, std::ostream* os) {
+  *os << sp.isa << " " << sp.c.name << " input " << shape_to_string(sp.c.input);
+}
+
 constexpr Conv2dAlgorithm kFast[] = {Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::depthwise,
                                      Conv2dAlgorithm::implicit_gemm};
 
