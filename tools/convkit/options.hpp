@@ -13,6 +13,7 @@
 
 #include "convkit/conv.hpp"
 #include "convkit/tensor.hpp"
+#include "core/strings.hpp"
 
 namespace CLI {
 class App;
@@ -20,13 +21,8 @@ class App;
 
 namespace convkit::cli {
 
-// Message building: cat("--filters ", 5, " does not match ...").
-template <typename... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
+// Message building: cat("--filters ", 5, " does not match ..."), the library's own.
+using core::cat;
 
 // One integer in [min_value, max_value]: decimal digits with an optional leading '-', nothing else (no spaces,
 // no '+', no suffix). Out-of-range and overflowing values are errors, never wrapped or clamped.
