@@ -6,7 +6,8 @@ measured one after the other in one run.
 
 Model (examples/fashion_cnn.json): Conv2D 32 5x5 same relu, MaxPool 2, Conv2D 64 5x5 same relu, MaxPool 2, Flatten,
 Dense 1024 relu, Dropout 0.4, Dense 10; Adam lr 1e-3; sparse categorical cross-entropy from logits; batch 64.
-Prints images per second for each and their ratio. Figures are for whole training steps (forward, backward,
+Prints images per second for each, their ratio, and each process's peak resident memory (both load the whole
+training set as float32; measured with /usr/bin/time, Debian's `time` package). Figures are for whole training steps (forward, backward,
 optimiser), excluding data loading; convkit's figure comes from `convkit train` on the real data, PyTorch's from a
 loop over the same data as tensors.
 """
@@ -61,16 +62,27 @@ def torch_images_per_second(threads, steps, batch):
     return steps * batch / (time.perf_counter() - start)
 
 
+def timed(cmd):
+    """Runs cmd under /usr/bin/time; returns (stdout, peak resident memory in MiB)."""
+    p = subprocess.run(["/usr/bin/time", "-f", "peak_kib %M", *cmd], check=True, capture_output=True, text=True)
+    return p.stdout, int(re.search(r"peak_kib (\d+)", p.stderr).group(1)) / 1024
+
+
+def torch_child(threads, steps, batch):
+    out, mib = timed([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads),
+                      "--steps", str(steps), "--batch", str(batch), "--convkit", "-"])
+    return float(out.strip().splitlines()[-1]), mib
+
+
 def convkit_images_per_second(binary, threads, steps, batch):
     model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "fashion_cnn.json")
-    out = subprocess.run([binary, "train", "--model", model, "--epochs", "1", "--steps-per-epoch", str(steps),
-                          "--batch-size", str(batch), "--threads", str(threads), "--quiet", "--out", "/tmp/convkit_bench_model.safetensors"],
-                         check=True, capture_output=True, text=True).stdout
+    out, mib = timed([binary, "train", "--model", model, "--epochs", "1", "--steps-per-epoch", str(steps),
+                          "--batch-size", str(batch), "--threads", str(threads), "--quiet", "--out", "/tmp/convkit_bench_model.safetensors"])
     # "trained 1 epoch(s) in S s (N images/s)" — the fit loop alone, without loading or the final evaluation
     m = re.search(r"\((\d+) images/s\)", out)
     if not m:
         sys.exit(f"unexpected convkit output:\n{out}")
-    return float(m.group(1))
+    return float(m.group(1)), mib
 
 
 def main():
@@ -80,16 +92,23 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    ck, pt = [], []
+    if a.torch_child:
+        print(torch_images_per_second(a.threads, a.steps, a.batch))
+        return
+    ck, pt, ck_mem, pt_mem = [], [], [], []
     for _ in range(a.repeats):
-        ck.append(convkit_images_per_second(a.convkit, a.threads, a.steps, a.batch))
-        pt.append(torch_images_per_second(a.threads, a.steps, a.batch))
+        v, m = convkit_images_per_second(a.convkit, a.threads, a.steps, a.batch)
+        ck.append(v), ck_mem.append(m)
+        v, m = torch_child(a.threads, a.steps, a.batch)
+        pt.append(v), pt_mem.append(m)
     ckm, ptm = float(np.median(ck)), float(np.median(pt))
     print(f"threads {a.threads}, batch {a.batch}, {a.steps} steps, median of {a.repeats}")
     print(f"convkit  {ckm:8.0f} images/s   (runs: {', '.join(f'{v:.0f}' for v in ck)})")
     print(f"PyTorch  {ptm:8.0f} images/s   (runs: {', '.join(f'{v:.0f}' for v in pt)}; torch {torch.__version__})")
     print(f"ratio    {ckm / ptm:8.2f}x")
+    print(f"peak memory: convkit {np.median(ck_mem):.0f} MiB, PyTorch {np.median(pt_mem):.0f} MiB (medians)")
 
 
 if __name__ == "__main__":

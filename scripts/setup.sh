@@ -13,6 +13,7 @@ packages=(
   dataset-fashion-mnist                          # the default dataset, /usr/share/datasets/fashion-mnist
   python3 python3-numpy python3-torch            # /usr/bin/python3 with NumPy and PyTorch: the test oracle
   python3-pil                                    # Pillow: an independent PNG/JPEG codec for the image tests
+  time                                           # /usr/bin/time: peak memory in bench/train_throughput.py
 )
 
 missing=()

@@ -137,23 +137,30 @@ int64_t Sequential::count_params(bool trainable) const {
 std::string Sequential::summary(int line_length) const {
   if (!built_) throw Error("Sequential: summary() before build()");
   // Keras' column stops for sequential models: 45% and 85% of the line.
-  const int c1 = line_length * 45 / 100, c2 = line_length * 85 / 100;
-  auto row = [&](const std::string& a, const std::string& b, const std::string& c) {
-    // Cells that do not fit wrap onto continuation lines, as in Keras.
+  if (line_length < 40) throw Error(cat("summary: line_length must be at least 40, got ", line_length));
+  const std::size_t c1 = std::size_t(line_length) * 45 / 100, c2 = std::size_t(line_length) * 85 / 100;
+  // Removes and returns the first n characters of s.
+  auto take = [](std::string& s, std::size_t n) {
+    std::string head = s.substr(0, n);
+    s.erase(0, head.size());
+    return head;
+  };
+  auto row = [&](std::string a, std::string b, const std::string& c) {
+    // Cells that do not fit wrap onto continuation lines, as in Keras; the count only on the first.
     std::string out;
-    std::string ra = a, rb = b, rc = c;
+    bool first = true;
     do {
-      std::string line = " " + ra.substr(0, std::size_t(c1 - 2));
-      ra = ra.size() > std::size_t(c1 - 2) ? ra.substr(std::size_t(c1 - 2)) : "";
-      line.resize(std::size_t(c1), ' ');
-      line += rb.substr(0, std::size_t(c2 - c1 - 1));
-      rb = rb.size() > std::size_t(c2 - c1 - 1) ? rb.substr(std::size_t(c2 - c1 - 1)) : "";
-      line.resize(std::size_t(c2), ' ');
-      line += rc;
-      rc.clear();
+      std::string line(1, ' ');
+      line += take(a, c1 - 2);
+      line.resize(c1, ' ');
+      line += take(b, c2 - c1 - 1);
+      line.resize(c2, ' ');
+      if (first) line += c;
+      first = false;
       while (!line.empty() && line.back() == ' ') line.pop_back();
-      out += line + "\n";
-    } while (!ra.empty() || !rb.empty());
+      out += line;
+      out += '\n';
+    } while (!a.empty() || !b.empty());
     return out;
   };
   const std::string thin(std::size_t(line_length), '_'), thick(std::size_t(line_length), '=');
