@@ -14,6 +14,7 @@
 #include "convkit/dataset.hpp"
 #include "convkit/error.hpp"
 #include "expect_error.hpp"
+#include "temp_dir.hpp"
 
 namespace convkit {
 namespace {
@@ -44,25 +45,7 @@ std::string gzip(const std::string& in) {
   return out;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("convkit_ds_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const std::string p = (path_ / name).string();
-    std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
+using convkit::test_support::TempDir;
 
 // n images of h x w whose pixel (i, y, x) is (i * 31 + y * 7 + x) % 256, and labels i % classes.
 std::string fake_images(uint32_t n, uint32_t h, uint32_t w) {

@@ -17,6 +17,7 @@
 #include "convkit/dataset.hpp"
 #include "convkit/error.hpp"
 #include "expect_error.hpp"
+#include "temp_dir.hpp"
 
 namespace convkit {
 namespace {
@@ -56,24 +57,7 @@ std::string gzip(const std::string& in, int level = Z_DEFAULT_COMPRESSION) {
   return out;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("convkit_idx_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const std::string p = (path_ / name).string();
-    std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-
- private:
-  fs::path path_;
-};
+using convkit::test_support::TempDir;
 
 uint64_t bits_of(float f) {
   uint32_t b;

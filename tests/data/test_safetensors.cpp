@@ -20,6 +20,7 @@
 #include "convkit/io.hpp"
 #include "convkit/safetensors.hpp"
 #include "expect_error.hpp"
+#include "temp_dir.hpp"
 
 namespace convkit {
 namespace {
@@ -55,23 +56,7 @@ bool same_bits(const Tensor& a, const Tensor& b) {
          (a.size() == 0 || std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * 4) == 0);
 }
 
-// A fresh directory under the system temp dir, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("convkit_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using convkit::test_support::TempDir;
 
 void write_raw(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

@@ -16,6 +16,7 @@
 #include "convkit/model.hpp"
 #include "convkit/random.hpp"
 #include "expect_error.hpp"
+#include "temp_dir.hpp"
 
 namespace convkit::nn_io_test {
 
@@ -33,23 +34,6 @@ inline Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.0f, flo
   return t;
 }
 
-// A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string leaf = std::string("convkit_nn_io_") + info->test_suite_name() + "_" + info->name() + "_" +
-                       std::to_string(::getpid());
-    std::replace(leaf.begin(), leaf.end(), '/', '_');  // parameterised test names contain '/'
-    path_ = std::filesystem::temp_directory_path() / leaf;
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using convkit::test_support::TempDir;
 
 }  // namespace convkit::nn_io_test
