@@ -56,7 +56,6 @@ class Sequential {
 
   std::vector<Weight*> weights();  // every layer's, in order
   std::vector<Weight*> trainable_weights();
-  void zero_grad();
 
   // After a forward whose output is not finite: the name of the first layer whose output had a NaN or an
   // infinity (the last forward's outputs are checked again, layer by layer), or "" if none.

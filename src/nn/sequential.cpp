@@ -232,10 +232,6 @@ std::vector<Weight*> Sequential::trainable_weights() {
   return ws;
 }
 
-void Sequential::zero_grad() {
-  for (Weight* w : trainable_weights()) std::fill_n(w->grad.data(), w->grad.size(), 0.0f);
-}
-
 std::string Sequential::first_nonfinite_layer(const Tensor& x, bool training) {
   if (!all_finite(x)) return "input";
   Tensor h = x;
