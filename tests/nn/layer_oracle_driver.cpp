@@ -58,6 +58,7 @@
 #include "convkit/io.hpp"
 #include "convkit/layers.hpp"
 #include "convkit/train.hpp"
+#include "oracle_driver.hpp"
 
 namespace {
 
@@ -334,42 +335,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path dir = argv[1];
-  json manifest;
-  try {
-    manifest = json::parse(convkit::read_file((dir / "manifest.json").string()));
-  } catch (const std::exception& e) {
-    std::cerr << "layer_oracle_driver: cannot read the manifest: " << e.what() << "\n";
-    return 2;
-  }
-  if (!manifest.contains("cases") || !manifest["cases"].is_array()) {
-    std::cerr << "layer_oracle_driver: manifest.json has no \"cases\" array\n";
-    return 2;
-  }
-  json results = json::array();
-  for (const json& c : manifest["cases"]) {
-    json r = {{"id", c.value("id", -1)}};
-    try {
-      const std::string kind = c.at("kind").get<std::string>();
-      if (kind == "layer") run_layer(dir, c, r);
-      else if (kind == "loss") run_loss(dir, c, r);
-      else if (kind == "optimizer") run_optimizer(dir, c, r);
-      else if (kind == "schedule") run_schedule(c, r);
-      else throw std::runtime_error("unknown case kind '" + kind + "'");
-      r["status"] = "ok";
-    } catch (const convkit::Error& e) {
-      r["status"] = "error";
-      r["message"] = e.what();
-    } catch (const std::exception& e) {
-      r["status"] = "crash";
-      r["message"] = e.what();
-    }
-    results.push_back(std::move(r));
-  }
-  try {
-    convkit::write_file_atomic((dir / "results.json").string(), json{{"results", results}}.dump(1));
-  } catch (const std::exception& e) {
-    std::cerr << "layer_oracle_driver: " << e.what() << "\n";
-    return 2;
-  }
-  return 0;
+  return convkit::test_support::run_oracle_manifest("layer_oracle_driver", dir, [&](const json& c, json& r) {
+    const std::string kind = c.at("kind").get<std::string>();
+    if (kind == "layer") run_layer(dir, c, r);
+    else if (kind == "loss") run_loss(dir, c, r);
+    else if (kind == "optimizer") run_optimizer(dir, c, r);
+    else if (kind == "schedule") run_schedule(c, r);
+    else throw std::runtime_error("unknown case kind '" + kind + "'");
+  });
 }

@@ -38,6 +38,7 @@
 #include "convkit/conv.hpp"
 #include "convkit/error.hpp"
 #include "convkit/io.hpp"
+#include "oracle_driver.hpp"
 
 namespace {
 
@@ -186,39 +187,6 @@ int main(int argc, char** argv) {
                  "DIR/results.json)\n";
     return 2;
   }
-  const fs::path dir = argv[1];
-  json manifest;
-  try {
-    manifest = json::parse(convkit::read_file((dir / "manifest.json").string()));
-  } catch (const std::exception& e) {
-    std::cerr << "conv2d_oracle_driver: cannot read the manifest: " << e.what() << "\n";
-    return 2;
-  }
-  if (!manifest.contains("cases") || !manifest["cases"].is_array()) {
-    std::cerr << "conv2d_oracle_driver: manifest.json has no \"cases\" array\n";
-    return 2;
-  }
-
-  json results = json::array();
-  for (const json& c : manifest["cases"]) {
-    json r = {{"id", c.value("id", -1)}};
-    try {
-      r["algorithm"] = run_case(dir, c, algo);
-      r["status"] = "ok";
-    } catch (const convkit::Error& e) {
-      r["status"] = "error";
-      r["message"] = e.what();
-    } catch (const std::exception& e) {
-      r["status"] = "crash";
-      r["message"] = e.what();
-    }
-    results.push_back(std::move(r));
-  }
-  try {
-    convkit::write_file_atomic((dir / "results.json").string(), json{{"results", results}}.dump(1));
-  } catch (const std::exception& e) {
-    std::cerr << "conv2d_oracle_driver: " << e.what() << "\n";
-    return 2;
-  }
-  return 0;
+  return convkit::test_support::run_oracle_manifest(
+      "conv2d_oracle_driver", argv[1], [&](const json& c, json& r) { r["algorithm"] = run_case(argv[1], c, algo); });
 }
