@@ -19,17 +19,11 @@
 #include "convkit/conv.hpp"
 #include "convkit/tensor.hpp"
 #include "ref/conv2d.hpp"
+#include "ref/conv_test_util.hpp"
 
 namespace convkit::testops {
 
-inline std::string describe(const Conv2dParams& p, const Shape& in) {
-  return "input " + shape_to_string(in) + " filters " + std::to_string(p.filters) + " kernel " +
-         std::to_string(p.kernel_size.h) + "x" + std::to_string(p.kernel_size.w) + " strides " +
-         std::to_string(p.strides.h) + "x" + std::to_string(p.strides.w) + " dilation " +
-         std::to_string(p.dilation_rate.h) + "x" + std::to_string(p.dilation_rate.w) + " padding " +
-         to_string(p.padding) + " mode " + to_string(p.padding_mode) + " groups " + std::to_string(p.groups) +
-         (p.use_bias ? " bias" : " no-bias") + " activation " + to_string(p.activation);
-}
+using testutil::describe;  // "input (...) filters ... activation ...", shared with the reference tests
 
 inline std::vector<float> random_values(int64_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
