@@ -13,6 +13,7 @@
 
 #include "convkit/dataset.hpp"
 #include "convkit/error.hpp"
+#include "data/idx_bytes.hpp"
 #include "expect_error.hpp"
 #include "temp_dir.hpp"
 
@@ -22,28 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 
 using convkit::test_support::expect_error;
-
-std::string idx_header(uint8_t type, const std::vector<uint32_t>& dims) {
-  std::string s{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
-  for (uint32_t d : dims)
-    for (int k = 3; k >= 0; --k) s += static_cast<char>((d >> (8 * k)) & 0xff);
-  return s;
-}
-
-std::string gzip(const std::string& in) {
-  z_stream zs{};
-  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    throw std::runtime_error("deflateInit2");
-  std::string out(deflateBound(&zs, in.size()), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("deflate");
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+using convkit::test_support::gzip;
+using convkit::test_support::idx_header;
 
 using convkit::test_support::TempDir;
 
