@@ -9,7 +9,7 @@ Dense 1024 relu, Dropout 0.4, Dense 10; Adam lr 1e-3; sparse categorical cross-e
 Prints images per second for each, their ratio, and each process's peak resident memory (both load the whole
 training set as float32; measured with /usr/bin/time, Debian's `time` package). Figures are for whole training steps (forward, backward,
 optimiser), excluding data loading; convkit's figure comes from `convkit train` on the real data, PyTorch's from a
-loop over the same data as tensors.
+loop over the same data as tensors. For where convkit's step time goes, layer by layer, see bench/train_step_profile.cpp.
 """
 import argparse
 import gzip

@@ -1,46 +1,47 @@
 #!/usr/bin/env bash
-# The main job of the README: installs what is needed, builds, and runs a worked example of the CLI —
-# the shapes of DESIGN.md's examples, then a Sobel edge filter and a learned-style filter bank applied to a
-# synthetic image through `convkit conv2d`, checked against PyTorch.
+# The main job of the README: on a fresh Debian 12 machine, installs what is needed, builds, trains the classic CNN
+# (examples/fashion_cnn.json) on Fashion-MNIST for a few epochs with the progress bar, prints the test accuracy,
+# saves the model, and writes into one folder (out/demo by default) the pictures a person can look at:
+#   index.html                     the page that shows everything below (open it in a browser)
+#   fashion_cnn.safetensors        the trained model
+#   fashion_cnn.history.csv / .curves.svg   loss and accuracy per epoch, training and validation
+#   conv2d_filters.png ...         the learned filters of each convolutional layer
+#   conv2d_activations.png ...     the feature maps of a test image
+#   photo_filters.png              a real photograph through the classic filters (convkit filter)
+# Knobs: CONVKIT_DEMO_DIR (the folder), CONVKIT_DEMO_EPOCHS (3), CONVKIT_DEMO_STEPS (steps per epoch, 0 = all),
+# CONVKIT_DEMO_SAMPLE (which test image, 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
 ck=build/release/convkit
 out=${CONVKIT_DEMO_DIR:-out/demo}
+epochs=${CONVKIT_DEMO_EPOCHS:-3}
+steps=${CONVKIT_DEMO_STEPS:-0}
+sample=${CONVKIT_DEMO_SAMPLE:-0}
+photo=examples/images/chelsea.jpg
+photo_credit="Photograph: \"Chelsea the cat\" by Stefan van der Walt, CC0 (public domain dedication); scikit-image's \
+sample image chelsea.png, shipped as examples/images/chelsea.jpg (see examples/images/README.md)."
 mkdir -p "$out"
 
-echo "== output shapes (Keras notation) =="
-set -x
-$ck shape --input-shape 10,8,16,3 --filters 5 --kernel-size 3 --strides 2 --padding valid
-$ck shape --input-shape 10,8,16,3 --filters 5 --kernel-size 3 --strides 2 --padding same --verbose
-$ck shape --input-shape 1,32,32,3 --filters 6 --kernel-size 5 --strides 1 --padding same
-$ck shape --input-shape 1,224,224,3 --filters 64 --kernel-size 7 --strides 2 --padding 3,3
-$ck shape --input-shape 1,112,112,32 --depthwise --depth-multiplier 1 --kernel-size 3 --padding same --verbose
-set +x
+echo "== 1. train the classic CNN on Fashion-MNIST ($epochs epochs, 10% of the training set held out) =="
+$ck train --model examples/fashion_cnn.json --epochs "$epochs" --steps-per-epoch "$steps" --batch-size 64 \
+  --validation-split 0.1 --schedule cosine --seed 1 --out "$out/fashion_cnn.safetensors"
 
-echo "== a Sobel-x filter over a synthetic 1x32x32x1 image with a vertical edge =="
-/usr/bin/python3 - "$out" <<'PY'
-import sys, numpy as np
-out = sys.argv[1]
-x = np.zeros((1, 32, 32, 1), np.float32); x[:, :, 16:, :] = 1.0          # dark left half, bright right half
-sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
-np.save(f"{out}/image.npy", x)
-np.save(f"{out}/sobel_x.npy", sobel_x.reshape(3, 3, 1, 1))              # HWIO
-PY
-set -x
-$ck conv2d --input "$out/image.npy" --kernel "$out/sobel_x.npy" --padding same --padding-mode reflect \
-  --output "$out/edges.npy" --explain
-set +x
-/usr/bin/python3 - "$out" <<'PY'
-import sys, numpy as np, torch, torch.nn.functional as F
-out = sys.argv[1]
-x, w, y = (np.load(f"{out}/{n}.npy") for n in ("image", "sobel_x", "edges"))
-print("response on row 10, columns 12..19:", y[0, 10, 12:20, 0])
-xt = F.pad(torch.from_numpy(x).permute(0, 3, 1, 2).double(), (1, 1, 1, 1), mode="reflect")
-ref = F.conv2d(xt, torch.from_numpy(w).permute(3, 2, 0, 1).double()).permute(0, 2, 3, 1).numpy()
-err = float(np.abs(ref - y).max())
-print(f"max |convkit - PyTorch| = {err:.3g}")
-assert err < 1e-5, "convkit disagrees with PyTorch"
-PY
-echo "demo: done; tensors in $out"
+echo
+echo "== 2. a real photograph through the classic filters (depthwise convolution, one filter per channel) =="
+$ck filter "$photo" --kernel identity --kernel sobel --kernel edge --kernel gaussian-blur --sigma 2 \
+  --kernel sharpen --kernel emboss --out "$out/photo_filters.png"
+$ck filter "$photo" --kernel sobel --out "$out/photo_sobel.png"
+
+echo
+echo "== 3. the learned filters and the feature maps of test image $sample, and the index page =="
+$ck visualize --model "$out/fashion_cnn.safetensors" --sample "$sample" --out "$out" \
+  --attach "$out/photo_filters.png=A photograph through identity, sobel, edge, gaussian-blur (sigma 2), sharpen, emboss" \
+  --attach "$out/photo_sobel.png=Sobel gradient magnitude of the photograph" \
+  --note "Model: examples/fashion_cnn.json trained by scripts/demo.sh ($epochs epochs); data: Fashion-MNIST \
+(Debian's dataset-fashion-mnist), test image $sample." \
+  --note "$photo_credit"
+
+echo
+echo "demo: done. Open $(cd "$out" && pwd)/index.html in a browser."

@@ -13,7 +13,10 @@ packages=(
   dataset-fashion-mnist                          # the default dataset, /usr/share/datasets/fashion-mnist
   python3 python3-numpy python3-torch            # /usr/bin/python3 with NumPy and PyTorch: the test oracle
   python3-pil                                    # Pillow: an independent PNG/JPEG codec for the image tests
+  chromium                                       # headless browser: the visualize index page test
   time                                           # /usr/bin/time: peak memory in bench/train_throughput.py
+  clang-14 libclang-rt-14-dev libomp-14-dev      # sanitizer builds and libFuzzer (scripts/sanitize.sh, fuzz.sh)
+  libdnnl-dev                                    # oneDNN: optional side-by-side in `convkit bench --vs onednn`
 )
 
 missing=()

@@ -122,9 +122,12 @@ class Conv2dImpl;  // one algorithm's plan (src/ops/conv2d_algorithms.hpp)
 // The algorithms behind Conv2dPlan, in the order they are tried (the first that supports the geometry wins):
 //   gemm_1x1:      1x1 kernel, stride 1, no padding: a plain GEMM over the NHWC rows;
 //   depthwise:     groups == input channels (> 1): a kernel vectorised over channels;
+//   winograd:      3x3, stride 1, dilation 1, groups 1: Winograd F(4x4, 3x3) (36 GEMMs between transforms); taken
+//                  automatically only where it was measured to pay (explain() says why not elsewhere), and with
+//                  its own, looser error bound (docs/numerics.md, "Winograd");
 //   implicit_gemm: everything else: GEMM through an indirection table of input rows (no im2col copy);
 //   reference:     the plain loops of src/ref, which support every valid configuration.
-enum class Conv2dAlgorithm { automatic, gemm_1x1, depthwise, implicit_gemm, reference };
+enum class Conv2dAlgorithm { automatic, gemm_1x1, depthwise, winograd, implicit_gemm, reference };
 std::string to_string(Conv2dAlgorithm algo);                 // "auto", "gemm_1x1", "depthwise", ...
 Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name);  // throws convkit::Error naming the choices
 
@@ -169,6 +172,15 @@ class Conv2dPlan {
   // dw (KH, KW, IC/G, OC) = dL/dw, overwritten; db (OC) = dL/db, overwritten (may be null).
   void backward_weights(const float* x, const float* dz, float* dw, float* db, void* workspace) const;
   void backward_weights(const float* x, const float* dz, float* dw, float* db) const;
+
+  // Weights that do not change between calls (inference): winograd transforms its kernel at every forward call
+  // (36 x IC x OC floats); pack_weights() does it once into `packed` (packed_weights_size() floats, 0 for the
+  // algorithms that read the kernel in place), and forward_packed() uses it, with the same results as forward().
+  // w is still passed (the algorithms with no packed form read it); the workspace is workspace_size() bytes.
+  std::size_t packed_weights_size() const;
+  void pack_weights(const float* w, float* packed) const;
+  void forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
+                      void* workspace) const;
 
  private:
   Conv2dParams params_;

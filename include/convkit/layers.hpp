@@ -69,6 +69,15 @@ class Layer {
   // dL/dx from dL/dy of the last forward; writes the weight gradients into Weight::grad.
   virtual Tensor backward(const Tensor& dy) = 0;
 
+  // The training hot path that Sequential runs, without the copies forward / backward make. forward_step may keep
+  // a reference to x: x must stay alive and unchanged until the matching backward_step. The result is owned by
+  // the layer (or is x itself, for an identity) and stays valid until its next forward_step. backward_step may
+  // overwrite dy (the caller's scratch) and returns dL/dx, owned by the layer or dy itself, valid until the next
+  // step; with need_dx false it only writes the weight gradients and returns an empty tensor. The built-in layers
+  // reuse their buffers while the batch shape stays the same; the defaults run forward / backward.
+  virtual const Tensor& forward_step(const Tensor& x, bool training);
+  virtual Tensor& backward_step(Tensor& dy, bool need_dx);
+
   virtual std::vector<Weight*> weights() { return {}; }
   std::vector<const Weight*> weights() const;
   int64_t count_params(bool trainable) const;
@@ -78,6 +87,7 @@ class Layer {
   std::string name_;
   Shape input_shape_;
   bool built_ = false;
+  Tensor step_y_, step_dx_;  // results of the default forward_step / backward_step
 };
 
 // Keras' Input: fixes the input shape (without batch) from which every other shape is inferred.
@@ -110,6 +120,8 @@ class Conv2D final : public Layer {
   void build(const Shape& input_shape, Rng& rng) override;
   Tensor forward(const Tensor& x, bool training) override;
   Tensor backward(const Tensor& dy) override;
+  const Tensor& forward_step(const Tensor& x, bool training) override;
+  Tensor& backward_step(Tensor& dy, bool need_dx) override;
   std::vector<Weight*> weights() override;
   const Conv2dPlan& plan_for(const Shape& input_shape);
 
@@ -118,7 +130,9 @@ class Conv2D final : public Layer {
   Conv2dParams fused_;  // opts_.conv with the fusable part of the activation
   Weight kernel_, bias_;
   std::optional<Conv2dPlan> plan_;
-  Tensor x_, y_;
+  Tensor x_, y_, dx_;             // x_: forward()'s copy of its input; y_, dx_: the step buffers
+  const Tensor* step_x_ = nullptr;  // the input of the last forward_step
+  std::vector<unsigned char> workspace_;
 };
 
 struct DepthwiseConv2dLayerOptions {
@@ -193,12 +207,15 @@ class Pooling2D final : public Layer {
   Shape compute_output_shape(const Shape& input_shape) const override;
   Tensor forward(const Tensor& x, bool training) override;
   Tensor backward(const Tensor& dy) override;
+  const Tensor& forward_step(const Tensor& x, bool training) override;
+  Tensor& backward_step(Tensor& dy, bool need_dx) override;
 
  private:
   PoolKind kind_;
   Pool2dParams params_;
   std::optional<Pool2dPlan> plan_;
-  Tensor x_;
+  Tensor x_, y_, dx_;               // x_: forward()'s copy of its input; y_, dx_: the step buffers
+  const Tensor* step_x_ = nullptr;  // the input of the last forward_step
 };
 
 class GlobalPooling2D final : public Layer {
@@ -233,6 +250,8 @@ class Dense final : public Layer {
   void build(const Shape& input_shape, Rng& rng) override;
   Tensor forward(const Tensor& x, bool training) override;
   Tensor backward(const Tensor& dy) override;
+  const Tensor& forward_step(const Tensor& x, bool training) override;
+  Tensor& backward_step(Tensor& dy, bool need_dx) override;
   std::vector<Weight*> weights() override;
 
  private:
@@ -240,7 +259,9 @@ class Dense final : public Layer {
   DenseOptions opts_;
   Weight kernel_, bias_;
   std::optional<Conv2dPlan> plan_;
-  Tensor x_, y_;
+  Tensor x_, y_, dx_;               // x_: forward()'s copy of its input; y_, dx_: the step buffers
+  const Tensor* step_x_ = nullptr;  // the input of the last forward_step
+  std::vector<unsigned char> workspace_;
 };
 
 class Flatten final : public Layer {
@@ -249,9 +270,12 @@ class Flatten final : public Layer {
   Shape compute_output_shape(const Shape& input_shape) const override;
   Tensor forward(const Tensor& x, bool training) override;
   Tensor backward(const Tensor& dy) override;
+  const Tensor& forward_step(const Tensor& x, bool training) override;
+  Tensor& backward_step(Tensor& dy, bool need_dx) override;  // reshapes dy in place
 
  private:
   Shape last_shape_;
+  Tensor y_;
 };
 
 // Inverted dropout (Keras): in training, zeroes each value with probability rate and scales the rest by
@@ -268,12 +292,16 @@ class Dropout final : public Layer {
   void build(const Shape& input_shape, Rng& rng) override;
   Tensor forward(const Tensor& x, bool training) override;
   Tensor backward(const Tensor& dy) override;
+  const Tensor& forward_step(const Tensor& x, bool training) override;
+  Tensor& backward_step(Tensor& dy, bool need_dx) override;  // scales dy in place
 
  private:
   float rate_;
   std::optional<uint64_t> seed_;
   Rng rng_;
-  Tensor mask_;  // scale per element of the last training forward; empty after an inference forward
+  Tensor mask_;  // scale per element of the last training forward
+  bool masked_ = false;  // whether the last forward applied mask_ (training with rate > 0)
+  Tensor y_;
 };
 
 struct BatchNormOptions {

@@ -49,8 +49,10 @@ class Sequential {
   int64_t count_params(bool trainable) const;
   int64_t count_params() const { return count_params(true) + count_params(false); }
 
+  // forward keeps what backward needs (in each layer's buffers, reused from step to step); backward returns
+  // dL/dx, or, with input_gradient false (training), an empty tensor and skips the first layer's dL/dx.
   Tensor forward(const Tensor& x, bool training);
-  Tensor backward(const Tensor& dy);
+  Tensor backward(const Tensor& dy, bool input_gradient = true);
   // Inference in batches of batch_size.
   Tensor predict(const Tensor& x, int batch_size = 256);
 
@@ -69,6 +71,9 @@ class Sequential {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> output_shapes_;
   bool built_ = false;
+  // Copies of the last forward's input and backward's dy, which the layers' steps use; on the heap, so that the
+  // layers' references to them survive a move of the model.
+  std::unique_ptr<Tensor> batch_ = std::make_unique<Tensor>(), grad_ = std::make_unique<Tensor>();
 };
 
 }  // namespace convkit

@@ -90,6 +90,8 @@ class Pool2dPlan {
  private:
   Pool2dParams params_;
   Pool2dGeometry geom_;
+  bool fast_ = false;  // the NHWC channel-vectorised algorithm (src/ops/pool2d_fast.hpp), else the reference
+  int threads_ = 1;    // num_threads() when the plan was created
 };
 
 // Convenience wrappers over Pool2dPlan for whole tensors, with shape checks that name the tensor.

@@ -44,8 +44,12 @@ namespace convkit {
 std::string model_to_json(const Sequential& model, int indent = -1);
 
 // A model from Keras (2 or 3) Sequential JSON, built (weights initialised from seed 0; call build(seed) to draw
-// other initial weights). `source` names the JSON in messages (a file name, "<json>").
-Sequential model_from_json(std::string_view json, const std::string& source = "<json>");
+// other initial weights). `source` names the JSON in messages (a file name, "<json>"). Before anything is built,
+// the weights each layer will create (from its options) are summed and refused beyond max_weights, and so is a
+// layer output of more than 2^31 values per sample: a hostile architecture gets an error, not an allocation.
+inline constexpr int64_t kMaxModelWeights = int64_t{1} << 30;  // 4 GiB of float32 (VGG-16 has 138M)
+Sequential model_from_json(std::string_view json, const std::string& source = "<json>",
+                           int64_t max_weights = kMaxModelWeights);
 
 // The same from a file, and the architecture of a model written to a file (atomically).
 Sequential load_model_json(const std::string& path);
@@ -68,6 +72,7 @@ struct TrainingProgress {
   std::string monitor;                // what best_metric measures ("val_loss", "val_accuracy", ...)
   std::optional<double> best_metric;  // best value of monitor so far; nullopt before the first (or if not finite)
   int epochs_since_best = 0;          // early stopping's patience counter
+  FitState fit;                       // fit()'s exact position (mid-epoch too); fit.started false: not recorded
   friend bool operator==(const TrainingProgress&, const TrainingProgress&) = default;
 };
 

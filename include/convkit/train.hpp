@@ -1,6 +1,8 @@
 // convkit/train.hpp — losses, optimisers, learning-rate schedules, and the training loop (fit / evaluate).
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -67,6 +69,24 @@ struct EpochLog {
   float learning_rate = 0;
 };
 
+// Where fit() stands within a run, to resume it exactly (a checkpoint stores it: convkit/serialize.hpp). Together
+// with the weights, the optimizer (slots, iteration count) and the Dropout streams, it is everything the next step
+// depends on, so a resumed run ends bit-identical to an uninterrupted one (same seed and thread count).
+struct FitState {
+  int epoch = 0;                           // epochs completed
+  int64_t step = 0;                        // steps completed within epoch `epoch + 1` (0: at an epoch boundary)
+  std::array<uint64_t, 4> shuffle_rng{};   // the shuffling generator (meaningful once `started`)
+  std::vector<int64_t> order;              // the current pass over the data (sample indices)
+  int64_t cursor = 0;                      // position in `order`
+  double loss_sum = 0, acc_sum = 0;        // the unfinished epoch's running sums (over `seen` samples)
+  int64_t seen = 0;
+  float learning_rate = 0;                 // the last step's
+  std::optional<double> best;              // early stopping: best monitored value so far, its patience counter
+  int since_best = 0;
+  bool started = false;                    // false: start from the beginning (a default FitState)
+  friend bool operator==(const FitState&, const FitState&) = default;
+};
+
 struct FitOptions {
   int epochs = 1;
   int batch_size = 32;
@@ -85,11 +105,18 @@ struct FitOptions {
   // Progress output: nullptr = silent. A Keras progress bar on a terminal, one plain line per epoch otherwise.
   std::ostream* progress = nullptr;
   std::optional<bool> progress_is_terminal;  // default: isatty(stdout)
+  // Checked after every step: once it reads true (a SIGINT handler sets it), fit() returns after that step with
+  // stopped_reason "interrupted", `state` (if set) holding the position to resume from.
+  const std::atomic<bool>* stop_requested = nullptr;
+  // In: where to start (state->started false: from the beginning). Out: updated at every epoch end (before
+  // on_epoch_end, so a checkpoint written there is current) and on interruption. x, y and the other options must
+  // be those of the run that wrote it.
+  FitState* state = nullptr;
 };
 
 struct History {
   std::vector<EpochLog> epochs;
-  std::string stopped_reason;  // "", "early stopping", "callback"
+  std::string stopped_reason;  // "", "early stopping", "callback", "interrupted"
 };
 
 struct EvalResult {

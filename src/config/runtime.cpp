@@ -1,7 +1,11 @@
 // Run-time choices: the ISA of the kernels and the thread count (include/convkit/runtime.hpp).
 #include "convkit/runtime.hpp"
 
+#ifndef CONVKIT_NO_OPENMP
 #include <omp.h>
+#else
+#include <thread>
+#endif
 
 #include <atomic>
 #include <cerrno>
@@ -129,7 +133,11 @@ int num_threads() {
   const EnvSetting<int>& env = env_threads();
   if (!env.error.empty()) throw Error(env.error);
   if (env.set) return env.value;
+#ifndef CONVKIT_NO_OPENMP
   const int n = omp_get_max_threads();
+#else
+  const int n = static_cast<int>(std::thread::hardware_concurrency());
+#endif
   return n > 0 ? n : 1;
 }
 

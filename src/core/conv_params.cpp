@@ -154,8 +154,8 @@ int64_t conv2d_param_count(const Conv2dParams& p, int64_t in_channels) {
 void activation_forward(Activation act, float* y, int64_t n) {
   switch (act) {
     case Activation::none: return;
-    case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    case Activation::relu:  // NaN and -0 pass through unchanged, exactly as in torch.relu (a NaN must not vanish)
+      for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
       return;
     case Activation::tanh:
       for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(y[i]);
@@ -169,8 +169,8 @@ void activation_forward(Activation act, float* y, int64_t n) {
 void activation_backward(Activation act, const float* y, float* dy, int64_t n) {
   switch (act) {
     case Activation::none: return;
-    case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    case Activation::relu:  // PyTorch's threshold_backward: zero where y <= 0, so a NaN output passes dy on
+      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] <= 0.0f ? 0.0f : dy[i];
       return;
     case Activation::tanh:
       for (int64_t i = 0; i < n; ++i) dy[i] *= 1.0f - y[i] * y[i];

@@ -2,6 +2,7 @@
 #include "convkit/error.hpp"
 #include "convkit/layers.hpp"
 #include "core/strings.hpp"
+#include "nn/step_buffers.hpp"
 
 namespace convkit {
 
@@ -76,16 +77,42 @@ void Conv2D::build(const Shape& s, Rng& rng) {
 
 const Conv2dPlan& Conv2D::plan_for(const Shape& input_shape) { return cached_plan(plan_, fused_, input_shape); }
 
-Tensor Conv2D::forward(const Tensor& x, bool) {
+Tensor Conv2D::forward(const Tensor& x, bool training) {
   check_input(x);
   x_ = x;
-  y_ = run_forward(plan_for(x.shape()), opts_.activation, x, kernel_.value, fused_.use_bias ? &bias_ : nullptr);
-  return y_;
+  return forward_step(x_, training);
 }
 
 Tensor Conv2D::backward(const Tensor& dy) {
-  return run_backward(plan_for(x_.shape()), x_, pre_activation_grad(opts_.activation, y_, dy), kernel_,
-                      fused_.use_bias ? &bias_ : nullptr);
+  Tensor dz = dy;
+  return backward_step(dz, true);
+}
+
+const Tensor& Conv2D::forward_step(const Tensor& x, bool) {
+  check_input(x);
+  const Conv2dPlan& plan = plan_for(x.shape());
+  step_x_ = &x;
+  nn::ensure_shape(y_, plan.geometry().output_shape());
+  plan.forward(x.data(), kernel_.value.data(), fused_.use_bias ? bias_.value.data() : nullptr, y_.data(),
+               nn::ensure_bytes(workspace_, plan.workspace_size()));
+  if (!opts_.activation.fused()) opts_.activation.forward(y_);
+  return y_;
+}
+
+Tensor& Conv2D::backward_step(Tensor& dy, bool need_dx) {
+  if (!step_x_) throw Error(cat("Conv2D '", name_, "': backward before forward"));
+  const Conv2dPlan& plan = plan_for(step_x_->shape());
+  void* ws = nn::ensure_bytes(workspace_, plan.workspace_size());
+  opts_.activation.backward(y_, dy);  // dy := dL/d(pre-activation), in place
+  plan.backward_weights(step_x_->data(), dy.data(), kernel_.grad.data(), fused_.use_bias ? bias_.grad.data() : nullptr,
+                        ws);
+  if (!need_dx) {
+    dx_ = Tensor();
+    return dx_;
+  }
+  nn::ensure_shape(dx_, step_x_->shape());
+  plan.backward_data(dy.data(), kernel_.value.data(), dx_.data(), ws);
+  return dx_;
 }
 
 std::vector<Weight*> Conv2D::weights() {

@@ -4,6 +4,7 @@
 #include "convkit/error.hpp"
 #include "convkit/layers.hpp"
 #include "core/strings.hpp"
+#include "nn/step_buffers.hpp"
 
 namespace convkit {
 
@@ -42,25 +43,44 @@ const Conv2dPlan& Dense::plan_for(int64_t rows, int64_t features) {
   return *plan_;
 }
 
-Tensor Dense::forward(const Tensor& x, bool) {
+Tensor Dense::forward(const Tensor& x, bool training) {
+  check_input(x);
+  x_ = x;
+  return forward_step(x_, training);
+}
+
+Tensor Dense::backward(const Tensor& dy) {
+  Tensor dz = dy;
+  return backward_step(dz, true);
+}
+
+const Tensor& Dense::forward_step(const Tensor& x, bool) {
   check_input(x);
   const int64_t k = x.shape().back(), m = x.size() / k;
-  x_ = x;
-  y_ = Tensor(compute_output_shape(x.shape()));
-  plan_for(m, k).forward(x.data(), kernel_.value.data(), opts_.use_bias ? bias_.value.data() : nullptr, y_.data());
+  const Conv2dPlan& plan = plan_for(m, k);
+  step_x_ = &x;
+  nn::ensure_shape(y_, compute_output_shape(x.shape()));
+  plan.forward(x.data(), kernel_.value.data(), opts_.use_bias ? bias_.value.data() : nullptr, y_.data(),
+               nn::ensure_bytes(workspace_, plan.workspace_size()));
   if (!opts_.activation.fused()) opts_.activation.forward(y_);
   return y_;
 }
 
-Tensor Dense::backward(const Tensor& dy) {
-  const int64_t k = x_.shape().back(), m = x_.size() / k;
-  Tensor dz = dy;
-  opts_.activation.backward(y_, dz);
+Tensor& Dense::backward_step(Tensor& dy, bool need_dx) {
+  if (!step_x_) throw Error(cat("Dense '", name_, "': backward before forward"));
+  const int64_t k = step_x_->shape().back(), m = step_x_->size() / k;
   const Conv2dPlan& plan = plan_for(m, k);
-  Tensor dx(x_.shape());
-  plan.backward_data(dz.data(), kernel_.value.data(), dx.data());
-  plan.backward_weights(x_.data(), dz.data(), kernel_.grad.data(), opts_.use_bias ? bias_.grad.data() : nullptr);
-  return dx;
+  void* ws = nn::ensure_bytes(workspace_, plan.workspace_size());
+  opts_.activation.backward(y_, dy);  // dy := dL/d(pre-activation), in place
+  plan.backward_weights(step_x_->data(), dy.data(), kernel_.grad.data(), opts_.use_bias ? bias_.grad.data() : nullptr,
+                        ws);
+  if (!need_dx) {
+    dx_ = Tensor();
+    return dx_;
+  }
+  nn::ensure_shape(dx_, step_x_->shape());
+  plan.backward_data(dy.data(), kernel_.value.data(), dx_.data(), ws);
+  return dx_;
 }
 
 std::vector<Weight*> Dense::weights() {

@@ -86,10 +86,16 @@ class Progress {
   Clock::time_point last_{};
 };
 
+// Every step checks every gradient: a branch-free test of the exponent bits, which vectorises.
 bool all_finite(const Tensor& t) {
-  for (float v : t.values())
-    if (!std::isfinite(v)) return false;
-  return true;
+  const float* p = t.data();
+  uint32_t nonfinite = 0;
+  for (int64_t i = 0; i < t.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;  // exponent all ones: infinity or NaN
+  }
+  return nonfinite == 0;
 }
 
 void check_data(const char* what, const Tensor& x, const Tensor& y) {
@@ -154,14 +160,56 @@ History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& los
   int since_best = 0;
   std::vector<Tensor> best_weights;
   int64_t global_step = opt.iterations;
-  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+  // Resuming (FitOptions::state): the position an earlier run of the same job saved, checked against this run.
+  FitState* const st = o.state;
+  const FitState resumed = st && st->started ? *st : FitState{};
+  if (resumed.started) {
+    if (int64_t(resumed.order.size()) != n || resumed.cursor < 0 || resumed.cursor > n || resumed.epoch < 0 ||
+        resumed.epoch >= o.epochs || resumed.step < 0 || resumed.step >= steps)
+      throw Error(cat("fit: cannot resume at epoch ", resumed.epoch + 1, ", step ", resumed.step, " of a pass over ",
+                      resumed.order.size(), " samples: this run has ", o.epochs, " epochs of ", steps, " steps over ",
+                      n, " samples"));
+    for (int64_t i : resumed.order)
+      if (i < 0 || i >= n) throw Error(cat("fit: cannot resume: the saved order holds sample ", i, " of ", n));
+    rng.set_state(resumed.shuffle_rng);
+    order = resumed.order;
+    cursor = std::size_t(resumed.cursor);
+    if (resumed.best) best = *resumed.best;
+    since_best = resumed.since_best;
+  }
+  const auto save_state = [&](int epochs_done, int64_t step, double loss_sum, double acc_sum, int64_t seen,
+                              float lr) {
+    if (!st) return;
+    st->started = true;
+    st->epoch = epochs_done;
+    st->step = step;
+    st->shuffle_rng = rng.state();
+    st->order = order;
+    st->cursor = int64_t(cursor);
+    st->loss_sum = loss_sum;
+    st->acc_sum = acc_sum;
+    st->seen = seen;
+    st->learning_rate = lr;
+    st->best = std::isfinite(best) ? std::optional<double>(best) : std::nullopt;
+    st->since_best = since_best;
+  };
+  const auto stop_requested = [&] { return o.stop_requested && o.stop_requested->load(); };
+  for (int epoch = resumed.started ? resumed.epoch + 1 : 1; epoch <= o.epochs; ++epoch) {
     if (o.progress) *o.progress << "Epoch " << epoch << "/" << o.epochs << "\n";
     Progress progress(o.progress, terminal, steps);
     const auto start = Clock::now();
     double loss_sum = 0, acc_sum = 0;
     int64_t seen = 0;
     float lr = 0;
-    for (int64_t s = 0; s < steps; ++s) {
+    int64_t first_step = 0;
+    if (resumed.started && epoch == resumed.epoch + 1) {  // the interrupted epoch: carry on where it stopped
+      first_step = resumed.step;
+      loss_sum = resumed.loss_sum;
+      acc_sum = resumed.acc_sum;
+      seen = resumed.seen;
+      lr = resumed.learning_rate;
+    }
+    for (int64_t s = first_step; s < steps; ++s) {
       if (cursor >= order.size()) {  // a new pass over the data, freshly shuffled
         if (o.shuffle)
           for (std::size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
@@ -185,7 +233,7 @@ History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& los
                         ", step ", s + 1, "; ",
                         culprit_text("every layer's output was finite: the loss itself overflowed")));
       }
-      model.backward(dpred);
+      model.backward(dpred, /*input_gradient=*/false);  // nobody needs dL/d(input): the first layer skips it
       // A finite loss does not imply finite gradients: relu maps NaN to 0 (activation_forward), so a NaN input
       // pixel can vanish from the forward pass yet reach a kernel's gradient. Stop before the step writes NaN
       // into the weights.
@@ -203,6 +251,14 @@ History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& los
       acc_sum += accuracy(pred, yb) * b;
       seen += xb.dim(0);
       progress.update(s + 1, loss_sum / double(seen), acc_sum / double(seen), start);
+      // Interrupted mid-epoch: stop after this step. After an epoch's last step, the epoch finishes first.
+      if (s + 1 < steps && stop_requested()) {
+        save_state(epoch - 1, s + 1, loss_sum, acc_sum, seen, lr);
+        if (o.progress) *o.progress << (terminal ? "\n" : "") << "Interrupted at epoch " << epoch << ", step " << s + 1
+                                    << "\n" << std::flush;
+        h.stopped_reason = "interrupted";
+        return h;
+      }
     }
     EpochLog log;
     log.epoch = epoch;
@@ -233,6 +289,7 @@ History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& los
     } else {
       ++since_best;
     }
+    save_state(epoch, 0, 0, 0, 0, lr);
     if (o.on_epoch_end && !o.on_epoch_end(log, improved)) {
       h.stopped_reason = "callback";
       break;
@@ -242,6 +299,10 @@ History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& los
       if (o.progress) *o.progress << "Early stopping: " << o.monitor << " has not improved for " << o.patience
                                   << " epochs\n";
       break;
+    }
+    if (epoch < o.epochs && stop_requested()) {
+      h.stopped_reason = "interrupted";
+      return h;
     }
   }
   if (o.restore_best_weights && !best_weights.empty()) {

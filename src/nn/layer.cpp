@@ -5,6 +5,7 @@
 #include "convkit/error.hpp"
 #include "convkit/layers.hpp"
 #include "core/strings.hpp"
+#include "nn/step_buffers.hpp"
 
 namespace convkit {
 
@@ -26,6 +27,16 @@ int64_t Layer::count_params(bool trainable) const {
   for (const Weight* w : weights())
     if (w->trainable == trainable) n += w->value.size();
   return n;
+}
+
+const Tensor& Layer::forward_step(const Tensor& x, bool training) {
+  step_y_ = forward(x, training);
+  return step_y_;
+}
+
+Tensor& Layer::backward_step(Tensor& dy, bool need_dx) {
+  step_dx_ = need_dx ? backward(dy) : (backward(dy), Tensor());
+  return step_dx_;
 }
 
 void Layer::check_input(const Tensor& x) const {
@@ -63,6 +74,19 @@ Tensor Flatten::forward(const Tensor& x, bool) {
   return y;
 }
 
+const Tensor& Flatten::forward_step(const Tensor& x, bool) {
+  check_input(x);
+  last_shape_ = x.shape();
+  nn::copy_into(y_, x);
+  y_.reshape(compute_output_shape(x.shape()));
+  return y_;
+}
+
+Tensor& Flatten::backward_step(Tensor& dy, bool) {
+  dy.reshape(last_shape_);
+  return dy;
+}
+
 Tensor Flatten::backward(const Tensor& dy) {
   Tensor dx = dy;
   dx.reshape(last_shape_);
@@ -79,27 +103,36 @@ void Dropout::build(const Shape& input_shape, Rng& rng) {
   rng_ = seed_ ? Rng(*seed_) : rng.split();
 }
 
-Tensor Dropout::forward(const Tensor& x, bool training) {
+Tensor Dropout::forward(const Tensor& x, bool training) { return forward_step(x, training); }
+
+const Tensor& Dropout::forward_step(const Tensor& x, bool training) {
   check_input(x);
-  if (!training || rate_ == 0.0f) {
-    mask_ = Tensor();
-    return x;
-  }
-  mask_ = Tensor(x.shape());
-  Tensor y(x.shape());
-  const float scale = 1.0f / (1.0f - rate_);
+  masked_ = training && rate_ > 0.0f;
+  if (!masked_) return x;
+  nn::ensure_shape(mask_, x.shape());
+  nn::ensure_shape(y_, x.shape());
+  const float scale = 1.0f / (1.0f - rate_), rate = rate_;
+  const float* xp = x.data();
+  float* m = mask_.data();
+  float* y = y_.data();
   for (int64_t i = 0; i < x.size(); ++i) {
-    mask_[i] = rng_.uniform() >= rate_ ? scale : 0.0f;
-    y[i] = x[i] * mask_[i];
+    m[i] = rng_.uniform() >= rate ? scale : 0.0f;
+    y[i] = xp[i] * m[i];
   }
-  return y;
+  return y_;
 }
 
 Tensor Dropout::backward(const Tensor& dy) {
-  if (mask_.empty()) return dy;
-  Tensor dx(dy.shape());
-  for (int64_t i = 0; i < dy.size(); ++i) dx[i] = dy[i] * mask_[i];
-  return dx;
+  Tensor dx = dy;
+  return backward_step(dx, true);
+}
+
+Tensor& Dropout::backward_step(Tensor& dy, bool) {
+  if (!masked_) return dy;
+  float* d = dy.data();
+  const float* m = mask_.data();
+  for (int64_t i = 0; i < dy.size(); ++i) d[i] *= m[i];
+  return dy;
 }
 
 // ---- Activation ------------------------------------------------------------------------------------------

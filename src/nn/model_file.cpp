@@ -190,6 +190,22 @@ void save_checkpoint(const std::string& path, Sequential& model, Optimizer& opti
     rngs[d->name()] = s;
   }
   tr["dropout_rng"] = rngs;
+  if (progress.fit.started) {  // fit()'s exact position, to resume mid-epoch (FitState)
+    const FitState& fs = progress.fit;
+    json fj = json::object();
+    fj["epoch"] = fs.epoch;
+    fj["step"] = fs.step;
+    fj["shuffle_rng"] = fs.shuffle_rng;
+    fj["order"] = fs.order;
+    fj["cursor"] = fs.cursor;
+    fj["loss_sum"] = fs.loss_sum;  // nlohmann writes doubles with enough digits to read back exactly
+    fj["acc_sum"] = fs.acc_sum;
+    fj["seen"] = fs.seen;
+    fj["learning_rate"] = fs.learning_rate;
+    fj["best"] = fs.best ? json(*fs.best) : json(nullptr);
+    fj["since_best"] = fs.since_best;
+    tr["fit"] = fj;
+  }
   f.metadata["training"] = tr.dump();
   write_safetensors(path, f);
 }
@@ -300,6 +316,38 @@ TrainingProgress load_checkpoint(const std::string& path, Sequential& model, Opt
   if (rngs.size() != streams.size())
     throw Error(cat(path, ": __metadata__ \"training\" has random streams for ", rngs.size(),
                     " Dropout layers, the model has ", streams.size()));
+  if (auto it = tr.find("fit"); it != tr.end()) {  // absent in epoch-end checkpoints of older versions
+    if (!it->is_object()) throw Error(cat(path, ": __metadata__ \"training\" \"fit\" must be an object"));
+    const json& fj = *it;
+    const std::string entry = "training\" \"fit";
+    FitState& fs = p.fit;
+    fs.started = true;
+    fs.epoch = member(fj, "epoch", path, entry.c_str(), &json::is_number_unsigned, "a non-negative integer").get<int>();
+    fs.step = member(fj, "step", path, entry.c_str(), &json::is_number_unsigned, "a non-negative integer").get<int64_t>();
+    const json& rs = member(fj, "shuffle_rng", path, entry.c_str(), &json::is_array, "an array");
+    if (rs.size() != 4) throw Error(cat(path, ": the shuffle stream must be 4 integers, got ", rs.dump()));
+    for (std::size_t k = 0; k < 4; ++k) {
+      if (!rs[k].is_number_unsigned()) throw Error(cat(path, ": the shuffle stream must be 4 integers, got ", rs.dump()));
+      fs.shuffle_rng[k] = rs[k].get<uint64_t>();
+    }
+    const json& order = member(fj, "order", path, entry.c_str(), &json::is_array, "an array");
+    fs.order.reserve(order.size());
+    for (const json& v : order) {
+      if (!v.is_number_unsigned()) throw Error(cat(path, ": the saved sample order holds ", v.dump()));
+      fs.order.push_back(v.get<int64_t>());
+    }
+    fs.cursor = member(fj, "cursor", path, entry.c_str(), &json::is_number_unsigned, "a non-negative integer").get<int64_t>();
+    fs.loss_sum = member(fj, "loss_sum", path, entry.c_str(), &json::is_number, "a number").get<double>();
+    fs.acc_sum = member(fj, "acc_sum", path, entry.c_str(), &json::is_number, "a number").get<double>();
+    fs.seen = member(fj, "seen", path, entry.c_str(), &json::is_number_unsigned, "a non-negative integer").get<int64_t>();
+    fs.learning_rate = member(fj, "learning_rate", path, entry.c_str(), &json::is_number, "a number").get<float>();
+    if (auto b = fj.find("best"); b != fj.end() && !b->is_null()) {
+      if (!b->is_number()) throw Error(cat(path, ": __metadata__ \"training\" \"fit\" \"best\" must be a number or null"));
+      fs.best = b->get<double>();
+    }
+    fs.since_best =
+        member(fj, "since_best", path, entry.c_str(), &json::is_number_unsigned, "a non-negative integer").get<int>();
+  }
 
   // Everything checked: commit.
   copy_weights(f, weights);

@@ -3,13 +3,24 @@
 
 #include "convkit/error.hpp"
 #include "convkit/train.hpp"
+#include "convkit/runtime.hpp"
 #include "core/strings.hpp"
+#include "ops/conv2d_parallel.hpp"
 
 namespace convkit {
 
 using core::cat;
 
 namespace {
+
+// Runs fn(begin, end) over [0, n) on the library's threads when the weight is large enough to pay for them (the
+// Dense kernels of a small CNN hold millions of values; biases a few). The updates are elementwise, so the split
+// does not change any value.
+template <typename Fn>
+void for_elements(int64_t n, Fn&& fn) {
+  constexpr int64_t kMinParallel = int64_t{1} << 16;
+  ops::parallel_for(n < kMinParallel ? 1 : num_threads(), n, [&](int64_t b, int64_t e, int) { fn(b, e); });
+}
 
 // Slots shaped like each weight, created once for a given list of weights.
 struct Slots {
@@ -51,14 +62,23 @@ class Sgd final : public Optimizer {
       const float* g = ws[i]->grad.data();
       float* v = slots_.per_weight[i][0].data();
       const int64_t n = ws[i]->value.size();
-      if (o_.momentum == 0.0f) {
-        for (int64_t j = 0; j < n; ++j) w[j] -= lr * g[j];
-      } else {
-        for (int64_t j = 0; j < n; ++j) {
-          v[j] = o_.momentum * v[j] - lr * g[j];
-          w[j] += o_.nesterov ? o_.momentum * v[j] - lr * g[j] : v[j];
+      const float momentum = o_.momentum;
+      const bool nesterov = o_.nesterov;
+      for_elements(n, [&](int64_t j0, int64_t j1) {
+        if (momentum == 0.0f) {
+          for (int64_t j = j0; j < j1; ++j) w[j] -= lr * g[j];
+        } else if (nesterov) {
+          for (int64_t j = j0; j < j1; ++j) {
+            v[j] = momentum * v[j] - lr * g[j];
+            w[j] += momentum * v[j] - lr * g[j];
+          }
+        } else {
+          for (int64_t j = j0; j < j1; ++j) {
+            v[j] = momentum * v[j] - lr * g[j];
+            w[j] += v[j];
+          }
         }
-      }
+      });
     }
     ++iterations;
   }
@@ -98,12 +118,18 @@ class Adam final : public Optimizer {
       float* v = slots_.per_weight[i][1].data();
       const int64_t n = ws[i]->value.size();
       const float decay = decoupled_ ? lr * o_.weight_decay : 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
-        if (decay != 0.0f) w[j] -= decay * w[j];
-        m[j] = o_.beta_1 * m[j] + (1 - o_.beta_1) * g[j];
-        v[j] = o_.beta_2 * v[j] + (1 - o_.beta_2) * g[j] * g[j];
-        w[j] -= alpha * m[j] / (std::sqrt(v[j]) + o_.epsilon);
-      }
+      const float b1 = o_.beta_1, b2 = o_.beta_2, eps = o_.epsilon;
+      // The same expressions, in the same order, as the scalar rule above; optimizers.cpp is compiled with
+      // -fno-math-errno so that std::sqrt (correctly rounded either way) vectorises.
+      for_elements(n, [&](int64_t j0, int64_t j1) {
+        if (decay != 0.0f)
+          for (int64_t j = j0; j < j1; ++j) w[j] -= decay * w[j];
+        for (int64_t j = j0; j < j1; ++j) {
+          m[j] = b1 * m[j] + (1 - b1) * g[j];
+          v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
+          w[j] -= alpha * m[j] / (std::sqrt(v[j]) + eps);
+        }
+      });
     }
     ++iterations;
   }

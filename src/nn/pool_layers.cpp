@@ -2,6 +2,7 @@
 #include "convkit/error.hpp"
 #include "convkit/layers.hpp"
 #include "core/strings.hpp"
+#include "nn/step_buffers.hpp"
 
 namespace convkit {
 
@@ -21,19 +22,35 @@ Shape Pooling2D::compute_output_shape(const Shape& s) const {
   return out;
 }
 
-Tensor Pooling2D::forward(const Tensor& x, bool) {
+Tensor Pooling2D::forward(const Tensor& x, bool training) {
   check_input(x);
-  if (!plan_ || plan_->geometry().input_shape() != x.shape()) plan_ = Pool2dPlan::create(kind_, params_, x.shape());
   x_ = x;
-  Tensor y(plan_->geometry().output_shape());
-  plan_->forward(x.data(), y.data());
-  return y;
+  return forward_step(x_, training);
 }
 
 Tensor Pooling2D::backward(const Tensor& dy) {
-  Tensor dx(x_.shape());
-  plan_->backward(x_.data(), dy.data(), dx.data());
-  return dx;
+  Tensor d = dy;
+  return backward_step(d, true);
+}
+
+const Tensor& Pooling2D::forward_step(const Tensor& x, bool) {
+  check_input(x);
+  if (!plan_ || plan_->geometry().input_shape() != x.shape()) plan_ = Pool2dPlan::create(kind_, params_, x.shape());
+  step_x_ = &x;
+  nn::ensure_shape(y_, plan_->geometry().output_shape());
+  plan_->forward(x.data(), y_.data());
+  return y_;
+}
+
+Tensor& Pooling2D::backward_step(Tensor& dy, bool need_dx) {
+  if (!step_x_) throw Error(cat(class_name(), " '", name_, "': backward before forward"));
+  if (!need_dx) {
+    dx_ = Tensor();
+    return dx_;
+  }
+  nn::ensure_shape(dx_, step_x_->shape());
+  plan_->backward(step_x_->data(), dy.data(), dx_.data());
+  return dx_;
 }
 
 std::string GlobalPooling2D::class_name() const {

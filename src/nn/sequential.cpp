@@ -8,6 +8,7 @@
 #include "convkit/error.hpp"
 #include "convkit/model.hpp"
 #include "core/strings.hpp"
+#include "nn/step_buffers.hpp"
 
 namespace convkit {
 
@@ -182,17 +183,23 @@ std::string Sequential::summary(int line_length) const {
   return s;
 }
 
+// Each layer's step reads the previous layer's output buffer in place; the model keeps its own copy of the input
+// (small next to the activations), so that the caller's tensor may go away before backward.
 Tensor Sequential::forward(const Tensor& x, bool training) {
   if (!built_) throw Error("Sequential: forward() before build()");
-  Tensor h = x;
-  for (auto& l : layers_) h = l->forward(h, training);
-  return h;
+  if (!batch_) batch_ = std::make_unique<Tensor>();
+  nn::copy_into(*batch_, x);
+  const Tensor* h = batch_.get();
+  for (auto& l : layers_) h = &l->forward_step(*h, training);
+  return *h;
 }
 
-Tensor Sequential::backward(const Tensor& dy) {
-  Tensor g = dy;
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = (*it)->backward(g);
-  return g;
+Tensor Sequential::backward(const Tensor& dy, bool input_gradient) {
+  if (!grad_) grad_ = std::make_unique<Tensor>();
+  nn::copy_into(*grad_, dy);
+  Tensor* g = grad_.get();
+  for (std::size_t i = layers_.size(); i-- > 0;) g = &layers_[i]->backward_step(*g, i > 0 || input_gradient);
+  return input_gradient ? *g : Tensor();
 }
 
 Tensor Sequential::predict(const Tensor& x, int batch_size) {

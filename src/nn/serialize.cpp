@@ -863,7 +863,33 @@ std::string model_to_json(const Sequential& model, int indent) {
 
 // ---- model_from_json -------------------------------------------------------------------------------------------
 
-Sequential model_from_json(std::string_view text, const std::string& source) {
+namespace {
+
+// Activations per sample a JSON architecture may ask for (the weights' limit is model_from_json's argument).
+constexpr double kMaxActivationsPerSample = double(int64_t{1} << 31);
+
+// The weights `layer` will create for a per-sample input ending in `channels` channels (doubles: no overflow).
+double planned_weights(const Layer& layer, double channels) {
+  if (const auto* d = dynamic_cast<const Dense*>(&layer)) return (channels + 1) * d->options().units;
+  if (const auto* c = dynamic_cast<const Conv2D*>(&layer)) {
+    const Conv2dParams& p = c->options().conv;
+    return double(p.kernel_size.h) * p.kernel_size.w * (channels / std::max(p.groups, 1) + 1) * p.filters;
+  }
+  if (const auto* c = dynamic_cast<const DepthwiseConv2D*>(&layer)) {
+    const DepthwiseConv2dParams& p = c->options().conv;
+    return (double(p.kernel_size.h) * p.kernel_size.w + 1) * channels * p.depth_multiplier;
+  }
+  if (const auto* c = dynamic_cast<const SeparableConv2D*>(&layer)) {
+    const SeparableConv2dLayerOptions& o = c->options();
+    return double(o.kernel_size.h) * o.kernel_size.w * channels * o.depth_multiplier +
+           (channels * o.depth_multiplier + 1) * o.filters;
+  }
+  return 4 * channels;  // BatchNormalization's four vectors; the other layers have no weights
+}
+
+}  // namespace
+
+Sequential model_from_json(std::string_view text, const std::string& source, int64_t max_weights) {
   const json root = parse_json_text(text, source);
   if (!root.is_object())
     throw Error(cat(source, ": a Keras model config must be a JSON object, got ", root.type_name()));
@@ -919,6 +945,7 @@ Sequential model_from_json(std::string_view text, const std::string& source) {
   Sequential model(model_name);
   std::optional<Shape> input;  // without the batch
   Shape shape;                 // the current layer's input, batch -1
+  double planned = 0;          // weights the layers so far will create (kMaxModelWeights)
   for (std::size_t i = 0; i < layers->size(); ++i) {
     const json& entry = (*layers)[i];
     const std::string at = cat(source, ": layer ", i);
@@ -1001,11 +1028,21 @@ Sequential model_from_json(std::string_view text, const std::string& source) {
     }
     f.finish();
     if (!name.empty()) layer->set_name(name);
+    const Shape in_shape = shape;
     try {
       shape = layer->compute_output_shape(shape);
     } catch (const Error& err) {
       throw Error(cat(where, ": cannot take input ", shape_none(shape), ": ", err.what()));
     }
+    planned += planned_weights(*layer, in_shape.size() > 1 ? double(in_shape.back()) : 1.0);
+    if (planned > double(max_weights))
+      throw Error(cat(where, ": the model would need ", int64_t(std::min(planned, 9e18)), " weights up to this layer, ",
+                      "more than the ", max_weights, " allowed"));
+    double per_sample = 1;
+    for (std::size_t i = 1; i < shape.size(); ++i) per_sample *= double(shape[i]);
+    if (per_sample > kMaxActivationsPerSample)
+      throw Error(cat(where, ": its output ", shape_none(shape), " would hold more than ",
+                      int64_t(kMaxActivationsPerSample), " values per sample"));
     try {
       model.add(std::move(layer));
     } catch (const Error& err) {

@@ -13,6 +13,7 @@
 #include "convkit/runtime.hpp"
 #include "core/strings.hpp"
 #include "ops/conv2d_algorithms.hpp"
+#include "ops/conv2d_threads.hpp"
 
 namespace convkit {
 
@@ -53,6 +54,8 @@ std::unique_ptr<detail::Conv2dImpl> reference_create(const Conv2dContext& ctx) {
 const Conv2dAlgorithmInfo kAlgorithms[] = {
     {Conv2dAlgorithm::gemm_1x1, "1x1 convolution as a GEMM over the NHWC rows", gemm_1x1_supports, gemm_1x1_create},
     {Conv2dAlgorithm::depthwise, "depthwise kernels vectorised over channels", depthwise_supports, depthwise_create},
+    {Conv2dAlgorithm::winograd, "Winograd F(4x4, 3x3): input/output transforms around 36 GEMMs per tile block",
+     winograd_supports, winograd_create, winograd_pays},
     {Conv2dAlgorithm::implicit_gemm, "GEMM through an indirection table of input rows (no im2col)",
      implicit_gemm_supports, implicit_gemm_create},
     {Conv2dAlgorithm::reference, "plain loops, every configuration", reference_supports, reference_create},
@@ -69,6 +72,7 @@ std::string to_string(Conv2dAlgorithm algo) {
     case Conv2dAlgorithm::automatic: return "auto";
     case Conv2dAlgorithm::gemm_1x1: return "gemm_1x1";
     case Conv2dAlgorithm::depthwise: return "depthwise";
+    case Conv2dAlgorithm::winograd: return "winograd";
     case Conv2dAlgorithm::implicit_gemm: return "implicit_gemm";
     case Conv2dAlgorithm::reference: return "reference";
   }
@@ -77,10 +81,10 @@ std::string to_string(Conv2dAlgorithm algo) {
 
 Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name) {
   for (Conv2dAlgorithm a : {Conv2dAlgorithm::automatic, Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::depthwise,
-                            Conv2dAlgorithm::implicit_gemm, Conv2dAlgorithm::reference})
+                            Conv2dAlgorithm::winograd, Conv2dAlgorithm::implicit_gemm, Conv2dAlgorithm::reference})
     if (name == to_string(a)) return a;
   throw Error(cat("Conv2D algorithm: unknown algorithm '", name,
-                  "' (expected auto, gemm_1x1, depthwise, implicit_gemm or reference)"));
+                  "' (expected auto, gemm_1x1, depthwise, winograd, implicit_gemm or reference)"));
 }
 
 Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, Conv2dAlgorithm algo) {
@@ -89,19 +93,23 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
   plan.params_ = p;
   const Conv2dGeometry& g = plan.geom_;
   const Isa isa = active_isa();
-  ops::Conv2dContext ctx{g, p.activation, &config::kernels(isa), num_threads()};
+  const int available = num_threads();
+  ops::Conv2dContext ctx{g, p.activation, &config::kernels(isa), ops::conv2d_threads(g, available)};
 
   std::string why =
       cat("Conv2D input ", shape_to_string(g.input_shape()), " kernel ", shape_to_string(g.kernel_shape()),
           " -> output ", shape_to_string(g.output_shape()), "; strides (", g.sh, ", ", g.sw, "), dilation (", g.dh,
           ", ", g.dw, "), groups ", g.groups, ", padding top/bottom/left/right ", g.pad_top, "/", g.pad_bottom, "/",
           g.pad_left, "/", g.pad_right, " (", to_string(g.padding_mode), "), activation ", to_string(p.activation),
-          "\n  ISA ", to_string(isa), ", ", ctx.threads, " thread(s)",
+          "\n  ISA ", to_string(isa), ", ", available, " thread(s)",
+          ctx.threads == available ? std::string() : cat(" (", ctx.threads, " used: too little work for more)"),
           algo == Conv2dAlgorithm::automatic ? std::string() : cat(", algorithm forced to ", to_string(algo)), "\n");
   const ops::Conv2dAlgorithmInfo* chosen = nullptr;
   for (const ops::Conv2dAlgorithmInfo& a : ops::conv2d_algorithms()) {
     const std::string reason = a.supports(g);
-    const bool wanted = algo == Conv2dAlgorithm::automatic || algo == a.id;
+    // A supported algorithm that does not pay for this geometry is only taken when forced.
+    const std::string slow = reason.empty() && algo == Conv2dAlgorithm::automatic && a.pays ? a.pays(g) : "";
+    const bool wanted = (algo == Conv2dAlgorithm::automatic && slow.empty()) || algo == a.id;
     if (a.id == algo && !reason.empty())
       throw Error(cat("Conv2D: algorithm '", to_string(algo), "' cannot run this convolution (input ",
                       shape_to_string(g.input_shape()), ", kernel ", shape_to_string(g.kernel_shape()), "): it ",
@@ -111,6 +119,8 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
       line = "not tried (an earlier algorithm was chosen)";
     else if (!reason.empty())
       line = cat("not chosen: ", reason);
+    else if (!slow.empty())
+      line = cat("supported, not chosen: it ", slow);
     else if (!wanted)
       line = "supported, not chosen (another algorithm was forced)";
     else {
@@ -152,6 +162,15 @@ void Conv2dPlan::forward(const float* x, const float* w, const float* b, float* 
 void Conv2dPlan::forward(const float* x, const float* w, const float* b, float* y) const {
   Workspace ws(workspace_size());
   forward(x, w, b, y, ws.p);
+}
+
+std::size_t Conv2dPlan::packed_weights_size() const { return impl_->packed_weights_floats(); }
+
+void Conv2dPlan::pack_weights(const float* w, float* packed) const { impl_->pack_weights(w, packed); }
+
+void Conv2dPlan::forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
+                                void* workspace) const {
+  impl_->forward_packed(x, w, packed, params_.use_bias ? b : nullptr, y, workspace);
 }
 
 void Conv2dPlan::backward_data(const float* dz, const float* w, float* dx, void* workspace) const {

@@ -26,6 +26,13 @@ class Conv2dImpl {
   virtual void forward(const float* x, const float* w, const float* b, float* y, void* ws) const = 0;
   virtual void backward_data(const float* dz, const float* w, float* dx, void* ws) const = 0;
   virtual void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const = 0;
+  // Conv2dPlan::pack_weights / forward_packed; by default nothing to pack and forward() reads the kernel in place.
+  virtual std::size_t packed_weights_floats() const { return 0; }
+  virtual void pack_weights(const float* /*w*/, float* /*packed*/) const {}
+  virtual void forward_packed(const float* x, const float* w, const float* /*packed*/, const float* b, float* y,
+                              void* ws) const {
+    forward(x, w, b, y, ws);
+  }
 };
 
 }  // namespace convkit::detail
@@ -51,6 +58,9 @@ struct Conv2dAlgorithmInfo {
   // "" when the algorithm can run the geometry, otherwise why not (printed by explain() and in errors).
   std::string (*supports)(const Conv2dGeometry& g);
   std::unique_ptr<detail::Conv2dImpl> (*create)(const Conv2dContext& ctx);
+  // Optional: "" when the algorithm is worth taking automatically, otherwise why not (a supported geometry where
+  // it is slower than a later algorithm). Forcing the algorithm ignores it.
+  std::string (*pays)(const Conv2dGeometry& g) = nullptr;
 };
 
 // In the order they are tried; the reference is last.
@@ -63,6 +73,9 @@ std::string depthwise_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> depthwise_create(const Conv2dContext& ctx);
 std::string implicit_gemm_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> implicit_gemm_create(const Conv2dContext& ctx);
+std::string winograd_supports(const Conv2dGeometry& g);
+std::string winograd_pays(const Conv2dGeometry& g);
+std::unique_ptr<detail::Conv2dImpl> winograd_create(const Conv2dContext& ctx);
 
 // The parameters of the GEMM epilogue: relu is fused, tanh / sigmoid run as a pass over each finished tile.
 inline uk::GemmParams gemm_params(Activation act) { return uk::GemmParams{act == Activation::relu ? 1 : 0, 0}; }

@@ -30,6 +30,11 @@ class ImplicitGemm final : public detail::Conv2dImpl {
     scatter_ = use_scatter(ctx_);
     scatter_blocks_ = (g.kh * g.kw * g.ic_per_group() + nr - 1) / nr;
     scatter_block_floats_ = packed_block_floats(g.oc_per_group(), nr);
+    // One cols buffer per thread, and no more of them than fit in the input's size: the workspace must not outgrow
+    // input + packed weights (tests/ops/test_conv2d_workspace.cpp), and a thread has at least one (image, group).
+    const int64_t cols_floats = ctx_.k->mr * scatter_blocks_ * nr;
+    scatter_threads_ = static_cast<int>(std::clamp<int64_t>(
+        std::min<int64_t>(g.n * g.ih * g.iw * g.ic / cols_floats, g.n * g.groups), 1, ctx_.threads));
     fwd_blocks_ = (g.oc_per_group() + nr - 1) / nr;
     bwd_blocks_ = (g.ic_per_group() + nr - 1) / nr;
     for (const IndirectionTable::Segment& s : bwd_.segments) {
@@ -149,7 +154,7 @@ class ImplicitGemm final : public detail::Conv2dImpl {
     });
     const uk::GemmParams params = gemm_params(Activation::none);
     const int64_t tiles = fwd_.num_tiles(), x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
-    parallel_for(ctx_.threads, g.n * G, [&](int64_t i0, int64_t i1, int t) {
+    parallel_for(scatter_threads_, g.n * G, [&](int64_t i0, int64_t i1, int t) {
       float* col = buf.cols + t * mr * ld;
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t n = it / G, grp = it % G;
@@ -184,7 +189,7 @@ class ImplicitGemm final : public detail::Conv2dImpl {
   ScatterBuffers carve_scatter(WorkspaceCarver& ws) const {
     ScatterBuffers b{};
     b.packed = ws.take_floats(ctx_.g.groups * scatter_blocks_ * scatter_block_floats_);
-    b.cols = ws.take_floats(int64_t{ctx_.threads} * ctx_.k->mr * scatter_blocks_ * ctx_.k->nr);
+    b.cols = ws.take_floats(int64_t{scatter_threads_} * ctx_.k->mr * scatter_blocks_ * ctx_.k->nr);
     return b;
   }
 
@@ -216,6 +221,7 @@ class ImplicitGemm final : public detail::Conv2dImpl {
   WgradPlan wgrad_;
   bool scatter_ = false;  // backward data by GEMM + scatter (few input channels per group)
   int64_t scatter_blocks_ = 0, scatter_block_floats_ = 0;
+  int scatter_threads_ = 1;  // threads of the scatter form (each with its cols buffer)
   int64_t fwd_blocks_ = 0;
   int64_t bwd_blocks_ = 0, bwd_pack_floats_ = 0;
   std::vector<int64_t> bwd_seg_offset_, bwd_seg_block_floats_;

@@ -2,7 +2,14 @@
 // that every thread writes a disjoint part of the output and the result does not depend on timing.
 #pragma once
 
+// CONVKIT_NO_OPENMP (CMake: -DCONVKIT_OPENMP=OFF) runs the same static slices on std::threads instead: the
+// ThreadSanitizer build uses it, because libgomp is not instrumented and TSan cannot see its synchronisation.
+#ifndef CONVKIT_NO_OPENMP
 #include <omp.h>
+#else
+#include <thread>
+#include <vector>
+#endif
 
 #include <algorithm>
 #include <cstddef>
@@ -22,6 +29,7 @@ int parallel_for(int threads, int64_t n, Fn&& fn) {
     fn(int64_t{0}, n, 0);
     return 1;
   }
+#ifndef CONVKIT_NO_OPENMP
   int slices = 1;
 #pragma omp parallel num_threads(static_cast <int>(nt))
   {
@@ -30,6 +38,15 @@ int parallel_for(int threads, int64_t n, Fn&& fn) {
     fn(n * t / T, n * (t + 1) / T, static_cast<int>(t));
   }
   return slices;
+#else
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(nt - 1));
+  for (int64_t t = 1; t < nt; ++t)
+    workers.emplace_back([&fn, n, nt, t] { fn(n * t / nt, n * (t + 1) / nt, static_cast<int>(t)); });
+  fn(int64_t{0}, n / nt, 0);
+  for (std::thread& w : workers) w.join();
+  return static_cast<int>(nt);
+#endif
 }
 
 // Carves 64-byte aligned buffers out of one workspace. Plans size the workspace with the same sequence of take()

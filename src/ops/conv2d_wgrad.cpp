@@ -17,7 +17,10 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
   oblocks_ = (g.oc_per_group() + ctx_.k->nr - 1) / ctx_.k->nr;
   items_ = g.groups * taps_ * ctiles_ * oblocks_;
   chunks_ = std::max<int64_t>(1, (table_.max_len + kChunk - 1) / kChunk);
-  split_pixels_ = ctx_.threads > 1 && items_ < 4 * int64_t{ctx_.threads};
+  // Per-thread partial sums only while they stay within the input's size (the workspace bound of
+  // tests/ops/test_conv2d_workspace.cpp); otherwise the threads share out the items alone.
+  const int64_t partial_floats = int64_t{ctx_.threads} * taps_ * g.ic_per_group() * g.oc;
+  split_pixels_ = ctx_.threads > 1 && items_ < 4 * int64_t{ctx_.threads} && partial_floats <= g.n * g.ih * g.iw * g.ic;
 }
 
 WgradPlan::Buffers WgradPlan::carve(WorkspaceCarver& ws) const {

@@ -1,11 +1,13 @@
-// The pooling operator: validate -> plan -> execute (DESIGN.md §2). For now the plan has a single algorithm,
-// the reference; fast paths go ahead of it in the ordered list.
+// The pooling operator: validate -> plan -> execute (DESIGN.md §2). Two algorithms in order: the NHWC
+// channel-vectorised loops (ops/pool2d_fast.hpp), then the reference, which supports everything.
 #include <limits>
 
 #include "convkit/error.hpp"
 #include "convkit/pool.hpp"
+#include "convkit/runtime.hpp"
 #include "core/shape.hpp"
 #include "core/strings.hpp"
+#include "ops/pool2d_fast.hpp"
 #include "ref/pool2d.hpp"
 
 namespace convkit {
@@ -35,6 +37,13 @@ void check_windows_reach_input(PoolKind kind, const char* axis, const char* befo
     throw Error(cat(pool_op_name(kind), ": padding ", after_name, " ", a.pad_after, " is too large for pool_size ",
                     axis, " ", kernel, " and stride ", stride, ": the last window starts at ", last_start,
                     ", past the input ", axis, " ", in, ", and covers only padding"));
+}
+
+// Why the fast algorithm cannot take a geometry, or "" when it can. It indexes the cells of one image with int32.
+std::string fast_unsupported(const Pool2dGeometry& g) {
+  if (g.ih * g.iw > std::numeric_limits<int32_t>::max())
+    return cat("an image of ", g.ih, " x ", g.iw, " cells has more than 2^31 - 1 of them");
+  return "";
 }
 
 }  // namespace
@@ -96,10 +105,12 @@ Pool2dPlan Pool2dPlan::create(PoolKind kind, const Pool2dParams& p, const Shape&
   Pool2dPlan plan;
   plan.geom_ = pool2d_geometry(kind, p, input_shape);
   plan.params_ = p;
+  plan.fast_ = fast_unsupported(plan.geom_).empty();
+  plan.threads_ = num_threads();
   return plan;
 }
 
-std::string Pool2dPlan::algorithm() const { return "reference"; }
+std::string Pool2dPlan::algorithm() const { return fast_ ? "nhwc_direct" : "reference"; }
 
 std::string Pool2dPlan::explain() const {
   const Pool2dGeometry& g = geom_;
@@ -109,12 +120,21 @@ std::string Pool2dPlan::explain() const {
              g.kind == PoolKind::average
                  ? (g.count_include_pad ? ", divisor counts padding (PyTorch)" : ", divisor counts real cells (Keras)")
                  : "",
-             "\n  reference: chosen (plain loops, supports every configuration)\n");
+             "\n  nhwc_direct: ",
+             fast_ ? cat("chosen (channel-vectorised window loops, ", threads_, " thread(s))")
+                   : cat("not supported: ", fast_unsupported(g)),
+             "\n  reference: ", fast_ ? "not needed" : "chosen", " (plain loops, supports every configuration)\n");
 }
 
-void Pool2dPlan::forward(const float* x, float* y) const { ref::pool2d_fwd(geom_, x, y); }
+void Pool2dPlan::forward(const float* x, float* y) const {
+  if (fast_) return ops::pool2d_fast_fwd(geom_, x, y, threads_);
+  ref::pool2d_fwd(geom_, x, y);
+}
 
-void Pool2dPlan::backward(const float* x, const float* dy, float* dx) const { ref::pool2d_bwd(geom_, x, dy, dx); }
+void Pool2dPlan::backward(const float* x, const float* dy, float* dx) const {
+  if (fast_) return ops::pool2d_fast_bwd(geom_, x, dy, dx, threads_);
+  ref::pool2d_bwd(geom_, x, dy, dx);
+}
 
 namespace {
 

@@ -89,6 +89,20 @@ struct Simd {
 };
 #endif
 
+// The fused relu: 0 where v < 0, v elsewhere, so that NaN stays NaN (and -0 stays -0) exactly as in torch.relu and
+// activation_forward. A plain max(v, 0) would not do: vmaxps returns its second operand when either is NaN, so one
+// operand order turns NaN into 0 and the other keeps NaN but only by accident of the encoding; the compare-and-mask
+// form says what it means.
+inline Simd::V relu(Simd::V v) {
+#if defined(__AVX512F__)
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLT_UQ), v);
+#elif defined(__AVX2__)
+  return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLT_UQ));
+#else
+  return v < Simd::zero() ? Simd::zero() : v;
+#endif
+}
+
 // Loads the n lanes (n <= W) at p, zeros elsewhere.
 inline Simd::V load_upto(const float* p, std::size_t n) {
   return n >= std::size_t(Simd::W) ? Simd::loadu(p) : Simd::load_n(p, n);

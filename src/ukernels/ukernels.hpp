@@ -16,7 +16,7 @@
 namespace convkit::uk {
 
 struct GemmParams {
-  int relu;        // non-zero: C = max(C, 0), a fused relu (NaN gives 0, as activation_forward does)
+  int relu;        // non-zero: C = (C < 0 ? 0 : C), a fused relu (NaN stays NaN, as in activation_forward and torch)
   int accumulate;  // non-zero: C += result (bias included) before the relu, instead of C = result
 };
 
@@ -59,6 +59,17 @@ using DwconvWgradFn = void (*)(std::size_t npix, std::size_t channels, std::size
                                const float* x_base, const int64_t* x_off, const float* zero, const float* dz_base,
                                const int64_t* dz_off, float* dw);
 
+// Depthwise 3x3, multiplier 1, dilation 1, along one output row where every tap lies inside the input:
+//   out[j * channels + c] = act(bias[c] + sum_{ky, kx} rows[ky][(j * stride + kx) * channels + c] * w[(ky * 3 + kx)
+//   * channels + c])   for j < npix, c < channels (rows: the three input rows, each at the segment's first column).
+using Dwconv3x3RowFn = void (*)(std::size_t npix, std::size_t channels, std::size_t stride, const float* const* rows,
+                                const float* w, const float* bias, float* out, const GemmParams* p);
+
+// Its weight gradient, accumulated, over channels c < count of pixels ld floats apart (x and dz):
+//   dw[(ky * 3 + kx) * count + c] += sum_{j < npix} rows[ky][(j * stride + kx) * ld + c] * dz[j * ld + c].
+using Dwconv3x3RowWgradFn = void (*)(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
+                                     const float* const* rows, const float* dz, float* dw);
+
 #define CONVKIT_DECLARE_UKERNELS(isa, MR, NR)                                                                        \
   void f32_gemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*, \
                                      std::size_t, const float*, float*, std::size_t, const GemmParams*);             \
@@ -69,6 +80,10 @@ using DwconvWgradFn = void (*)(std::size_t npix, std::size_t channels, std::size
                                       const float*, const int64_t*, float*, std::size_t, int);                       \
   void f32_dwconv__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,           \
                          const float*, const float*, const float*, float*, const int64_t*, const GemmParams*);       \
+  void f32_dwconv3x3_row__##isa(std::size_t, std::size_t, std::size_t, const float* const*, const float*,          \
+                                const float*, float*, const GemmParams*);                                           \
+  void f32_dwconv3x3_row_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*,     \
+                                      const float*, float*);                                                        \
   void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
                                 const float*, const float*, float*, const int64_t*);                                 \
   void f32_dwconv_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,     \

@@ -246,7 +246,9 @@ TEST(NnIoJson, ExtensionsOnlyWhenTheyDifferFromKeras) {
   for (const char* ext : {"padding_mode", "ceil_mode", "count_include_pad", "activation_alpha", "convkit"})
     EXPECT_EQ(plain.find(ext), std::string::npos) << ext << " in plain Keras JSON: " << plain;
   // Convolution and pooling padding stays Keras' "valid" / "same" (ZeroPadding2D's pairs are Keras' own).
-  for (const ojson& l : ojson::parse(plain)["config"]["layers"])
+  // The parsed document must outlive the loop: a range-for over a part of a temporary reads freed memory (ASan).
+  const ojson plain_json = ojson::parse(plain);
+  for (const ojson& l : plain_json["config"]["layers"])
     if (l["config"].contains("padding") && l["class_name"] != "ZeroPadding2D")
       EXPECT_TRUE(l["config"]["padding"].is_string()) << l.dump();
 

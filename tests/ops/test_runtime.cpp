@@ -14,6 +14,7 @@
 #include "convkit/error.hpp"
 #include "convkit/runtime.hpp"
 #include "ops/conv_check.hpp"
+#include "sanitizers.hpp"
 
 // Counts the allocations made through operator new while `g_counting` is set (on any thread: the kernels run on
 // OpenMP threads too).
@@ -22,6 +23,7 @@ std::atomic<bool> g_counting{false};
 std::atomic<int64_t> g_allocations{0};
 }  // namespace
 
+#if CONVKIT_TEST_COUNTS_ALLOCATIONS  // tests/sanitizers.hpp
 void* operator new(std::size_t n) {
   if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -37,6 +39,7 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#endif
 
 namespace convkit {
 namespace {
@@ -203,8 +206,8 @@ TEST_F(Runtime, ForcedAlgorithmsAreRefusedWithTheirReason) {
   strided.strides = {2, 2};
   e = error_of([&] { Conv2dPlan::create(strided, in, Conv2dAlgorithm::gemm_1x1); });
   EXPECT_TRUE(contains(e, "needs stride 1")) << e;
-  e = error_of([] { parse_conv2d_algorithm("winograd"); });
-  EXPECT_TRUE(contains(e, "winograd") && contains(e, "implicit_gemm")) << e;
+  e = error_of([] { parse_conv2d_algorithm("fft"); });
+  EXPECT_TRUE(contains(e, "'fft'") && contains(e, "winograd") && contains(e, "implicit_gemm")) << e;
   // The reference and implicit_gemm take anything valid.
   EXPECT_EQ(Conv2dPlan::create(conv3x3(4), in, Conv2dAlgorithm::reference).algorithm(), "reference");
   EXPECT_EQ(Conv2dPlan::create(strided, in, Conv2dAlgorithm::implicit_gemm).algorithm(), "implicit_gemm");
@@ -260,13 +263,13 @@ TEST_F(Runtime, ExecutionWithAWorkspaceDoesNotAllocate) {
     plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
     plan.backward_weights(pr.x.data(), pr.dz.data(), dwt.data(), db.data(), ws.data());
     g_counting = false;
-    EXPECT_EQ(g_allocations.load(), 0) << plan.algorithm();
+    if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_EQ(g_allocations.load(), 0) << plan.algorithm();
     // The counter does count: the allocating overload is seen.
     g_allocations = 0;
     g_counting = true;
     plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data());
     g_counting = false;
-    EXPECT_GT(g_allocations.load(), 0);
+    if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_GT(g_allocations.load(), 0);
   }
 }
 

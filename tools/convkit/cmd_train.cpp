@@ -8,7 +8,10 @@
 // is written atomically at the end, so an interrupted run leaves any earlier file as it was.
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -17,6 +20,7 @@
 #include "convkit/runtime.hpp"
 #include "convkit/serialize.hpp"
 #include "convkit/train.hpp"
+#include "convkit/viz.hpp"
 #include "model_files.hpp"
 #include "options.hpp"
 
@@ -24,12 +28,19 @@ namespace convkit::cli {
 
 namespace {
 
+// Set by SIGINT: fit() finishes the step it is in, then train saves a checkpoint and exits (status 130).
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler may only touch a lock-free atomic");
+extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
 struct TrainOptions {
-  std::string model, data = std::string(kFashionMnistDir), out, checkpoint;
+  std::string model, data = std::string(kFashionMnistDir), out, checkpoint, resume;
   std::string epochs = "5", batch_size = "64", steps_per_epoch = "0", optimizer = "adam", lr = "0.001";
   std::string momentum = "0.9", weight_decay = "0.004", schedule = "constant", step_epochs = "10", lr_factor = "0.1";
   std::string seed = "0", validation_split = "0", patience = "0", monitor, threads, limit = "0";
   std::string loss = "sparse_categorical_crossentropy";
+  std::string curves, history;  // training curves (SVG) and per-epoch CSV; default: next to --out
+  bool no_curves = false;
   bool nesterov = false, save_best = false, quiet = false;
 };
 
@@ -103,8 +114,10 @@ void run(const TrainOptions& o) {
   }
   LabelledData train = load_split("--data", o.data, Split::train);
   const LabelledData test = load_split("--data", o.data, Split::test);
-  train.x = first_rows(train.x, limit);
-  train.y = first_rows(train.y, limit);
+  if (limit > 0) {  // first_rows copies: without a limit, that copy of the whole set would double the peak memory
+    train.x = first_rows(train.x, limit);
+    train.y = first_rows(train.y, limit);
+  }
   if (train.x.shape() != Shape{train.x.dim(0), model.input_shape()[1], model.input_shape()[2], model.input_shape()[3]})
     throw Error(cat("--data: images of shape ", shape_to_string(train.x.shape()), " do not fit the model's input ",
                     "(None, ", model.input_shape()[1], ", ", model.input_shape()[2], ", ", model.input_shape()[3], ")"));
@@ -137,6 +150,22 @@ void run(const TrainOptions& o) {
   TrainingProgress progress;
   progress.seed = seed;
   progress.monitor = fo.monitor;
+  if (!o.resume.empty()) {  // the weights, optimizer, Dropout streams and fit()'s position of an interrupted run
+    try {
+      progress = load_checkpoint(o.resume, model, *opt);
+    } catch (const Error& e) {
+      throw Error(cat("--resume: ", e.what()));
+    }
+    if (!progress.fit.started)
+      throw Error(cat("--resume: '", o.resume, "' records no training position (written by an older convkit)"));
+    if (progress.seed != seed || progress.monitor != fo.monitor)
+      throw Error(cat("--resume: '", o.resume, "' was written by a run with --seed ", progress.seed, " and monitor ",
+                      progress.monitor, "; this run has --seed ", seed, " and monitor ", fo.monitor));
+  }
+  fo.state = &progress.fit;
+  fo.stop_requested = &g_interrupted;
+  const std::string interrupt_checkpoint = !o.checkpoint.empty() ? o.checkpoint : o.out + ".checkpoint";
+  check_writable("--out", interrupt_checkpoint);
   if (!o.checkpoint.empty())
     fo.on_epoch_end = [&](const EpochLog& log, bool improved) {
       progress.epoch = log.epoch;
@@ -152,6 +181,21 @@ void run(const TrainOptions& o) {
       return true;
     };
 
+  // Training curves: the per-epoch history as CSV and SVG, rewritten after every epoch (an interrupted run keeps
+  // its curve so far), next to the model (OUT.history.csv, OUT.curves.svg) unless given.
+  const std::string stem = o.out.ends_with(".safetensors") ? o.out.substr(0, o.out.size() - 12) : o.out;
+  const std::string curves_svg = o.no_curves ? "" : !o.curves.empty() ? o.curves : stem + ".curves.svg";
+  const std::string history_csv = o.no_curves ? "" : !o.history.empty() ? o.history : stem + ".history.csv";
+  if (!curves_svg.empty()) check_writable("--curves", curves_svg);
+  if (!history_csv.empty()) check_writable("--history", history_csv);
+  std::vector<EpochLog> epoch_logs;
+  if (!o.no_curves)
+    fo.on_epoch_end = [&, then = fo.on_epoch_end](const EpochLog& log, bool improved) {
+      epoch_logs.push_back(log);
+      viz::write_history(history_csv, curves_svg, epoch_logs);
+      return then ? then(log, improved) : true;
+    };
+
   if (!o.quiet) {
     std::cout << model.summary();
     std::cout << "Training on " << train.x.dim(0) << " samples" << (split > 0 ? cat(", validating on ", x_val.dim(0)) : "")
@@ -159,7 +203,21 @@ void run(const TrainOptions& o) {
               << num_threads() << " thread(s), " << to_string(active_isa()) << "\n";
   }
   const auto start = std::chrono::steady_clock::now();
+  struct sigaction sa {}, previous{};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, &previous);
   const History h = fit(model, train.x, train.y, *loss, *opt, fo);
+  ::sigaction(SIGINT, &previous, nullptr);
+  if (h.stopped_reason == "interrupted") {
+    progress.epoch = progress.fit.epoch;
+    save_checkpoint(interrupt_checkpoint, model, *opt, progress);
+    std::cout << std::flush;
+    std::cerr << "convkit train: interrupted at epoch " << progress.fit.epoch + 1 << ", step " << progress.fit.step
+              << "; checkpoint saved to " << interrupt_checkpoint << " (continue with --resume "
+              << interrupt_checkpoint << ")\n";
+    std::exit(130);  // the shell's status for a SIGINT
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const int64_t trained = (steps > 0 ? steps * batch : train.x.dim(0)) * static_cast<int64_t>(h.epochs.size());
   const EvalResult r = evaluate(model, test.x, test.y, *loss);
@@ -201,9 +259,14 @@ void add_train_command(CLI::App& app) {
                                            "validation split, else loss)");
   cmd->add_flag("--save-best", o->save_best, "Keep the weights of the best epoch (by --monitor), not the last");
   cmd->add_option("--checkpoint", o->checkpoint, "Write a checkpoint (weights + optimizer state) after every epoch");
+  cmd->add_option("--resume", o->resume, "Continue the run that wrote this checkpoint (same options; Ctrl-C saves "
+                                         "one to --checkpoint, or OUT.checkpoint)");
   cmd->add_option("--threads", o->threads, "Threads (default: CONVKIT_NUM_THREADS or all cores)");
   cmd->add_option("--limit", o->limit, "Use only the first N training images (0: all)")->capture_default_str();
   cmd->add_flag("--quiet", o->quiet, "No summary and no progress bar");
+  cmd->add_option("--curves", o->curves, "Training curves picture (SVG; default OUT.curves.svg, next to the model)");
+  cmd->add_option("--history", o->history, "Per-epoch loss and accuracy (CSV; default OUT.history.csv)");
+  cmd->add_flag("--no-curves", o->no_curves, "Write neither the curves nor the history");
   cmd->callback([o] { run(*o); });
 }
 

@@ -15,5 +15,8 @@ void add_summary_command(CLI::App& app);   // cmd_summary.cpp
 void add_train_command(CLI::App& app);     // cmd_train.cpp
 void add_evaluate_command(CLI::App& app);  // cmd_evaluate.cpp
 void add_predict_command(CLI::App& app);   // cmd_predict.cpp
+void add_bench_command(CLI::App& app);     // cmd_bench.cpp
+void add_filter_command(CLI::App& app);     // cmd_filter.cpp
+void add_visualize_command(CLI::App& app);  // cmd_visualize.cpp
 
 }  // namespace convkit::cli

@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
   convkit::cli::add_train_command(app);
   convkit::cli::add_evaluate_command(app);
   convkit::cli::add_predict_command(app);
+  convkit::cli::add_bench_command(app);
+  convkit::cli::add_filter_command(app);
+  convkit::cli::add_visualize_command(app);
   try {
     app.parse(argc, argv);
     return 0;

@@ -10,6 +10,16 @@ void f32_dwconv__generic(std::size_t npix, std::size_t channels, std::size_t mul
   dwconv(npix, channels, mult, taps, a_base, a_off, zero, w, bias, c_base, c_off, p);
 }
 
+void f32_dwconv3x3_row__generic(std::size_t npix, std::size_t channels, std::size_t stride, const float* const* rows,
+                          const float* w, const float* bias, float* out, const GemmParams* p) {
+  dwconv3x3_row_any(npix, channels, stride, rows, w, bias, out, p);
+}
+
+void f32_dwconv3x3_row_wgrad__generic(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
+                                const float* const* rows, const float* dz, float* dw) {
+  dwconv3x3_row_wgrad_any(npix, count, ld, stride, rows, dz, dw);
+}
+
 void f32_dwconv_reduce__generic(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,
                                 const float* a_base, const int64_t* a_off, const float* zero, const float* w,
                                 float* c_base, const int64_t* c_off) {

@@ -61,7 +61,6 @@ inline __attribute__((always_inline)) void acc_step(Acc<MR, NV>& acc, const floa
 template <int MR, int NV>
 inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size_t mr, std::size_t nc,
                                                      float* const (&rows)[MR], const GemmParams* p) {
-  const V zero = Simd::zero();
   const bool relu = p->relu != 0, accumulate = p->accumulate != 0;
   if (nc == std::size_t(NV * kW)) {
 #pragma GCC unroll 16
@@ -71,7 +70,7 @@ inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size
       for (int j = 0; j < NV; ++j) {
         V v = acc.v[r][j];
         if (accumulate) v = Simd::add(v, Simd::loadu(rows[r] + j * kW));
-        if (relu) v = Simd::max(v, zero);
+        if (relu) v = uk::relu(v);
         Simd::storeu(rows[r] + j * kW, v);
       }
     }
@@ -86,7 +85,7 @@ inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size
         const std::size_t n = nc - done;
         V v = acc.v[r][j];
         if (accumulate) v = Simd::add(v, load_upto(rows[r] + done, n));
-        if (relu) v = Simd::max(v, zero);
+        if (relu) v = uk::relu(v);
         store_upto(rows[r] + done, v, n);
       }
     }

@@ -1,0 +1,20 @@
+// Winograd F(4x4, 3x3) transforms for generic, compiled with no ISA flags (the x86-64 baseline)
+// (src/ukernels/CMakeLists.txt).
+#include "ukernels/winograd/winograd_impl.hpp"
+
+namespace convkit::uk {
+
+void f32_wino_input_f4k3__generic(std::size_t c, const float* const* src, float* v, std::size_t v_stride) {
+  wino_input(c, src, v, v_stride);
+}
+
+void f32_wino_output_f4k3__generic(std::size_t c, const float* m, std::size_t m_stride, const float* bias,
+                                   float* const* dst, int relu) {
+  wino_output(c, m, m_stride, bias, dst, relu);
+}
+
+void f32_wino_weight_f4k3__generic(std::size_t c, const float* const* src, float* u, std::size_t u_stride) {
+  wino_weight(c, src, u, u_stride);
+}
+
+}  // namespace convkit::uk
