@@ -115,6 +115,9 @@ Tensor compose_grid(const std::vector<Tensor>& tiles, const std::vector<std::str
 // "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds" then one row per epoch; absent validation
 // values are empty fields. Numbers in shortest round-trip form.
 std::string history_csv(const std::vector<EpochLog>& epochs);
+// The inverse, for a resumed run to continue the curves of the run it resumes: exactly that header and
+// columns; anything else is a convkit::Error naming `what` (the file) and the line.
+std::vector<EpochLog> parse_history_csv(std::string_view text, const std::string& what);
 // Two line charts side by side (loss; accuracy), training and validation, epochs on the x axis: a standalone SVG
 // document of width x height user units.
 std::string history_svg(const std::vector<EpochLog>& epochs, int width = 900, int height = 360);

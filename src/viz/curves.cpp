@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "convkit/error.hpp"
 #include "convkit/io.hpp"
 #include "convkit/viz.hpp"
 #include "core/strings.hpp"
@@ -100,6 +101,51 @@ std::string history_csv(const std::vector<EpochLog>& epochs) {
     csv += cat(e.epoch, ",", num(e.loss), ",", num(e.accuracy), ",", e.val_loss ? num(*e.val_loss) : "", ",",
                e.val_accuracy ? num(*e.val_accuracy) : "", ",", num(e.learning_rate), ",", num(e.seconds), "\n");
   return csv;
+}
+
+std::vector<EpochLog> parse_history_csv(std::string_view text, const std::string& what) {
+  static const std::string_view header = "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds";
+  std::vector<EpochLog> epochs;
+  int line_no = 0;
+  while (!text.empty()) {
+    const std::size_t eol = text.find('\n');
+    std::string_view line = text.substr(0, eol);
+    text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
+    ++line_no;
+    if (line_no == 1) {
+      if (line != header) throw Error(cat(what, ": line 1 is not the history header '", header, "'"));
+      continue;
+    }
+    std::vector<std::string_view> f;
+    for (std::size_t start = 0;;) {
+      const std::size_t comma = line.find(',', start);
+      f.push_back(line.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+      if (comma == std::string_view::npos) break;
+      start = comma + 1;
+    }
+    if (f.size() != 7) throw Error(cat(what, ": line ", line_no, " has ", f.size(), " fields, expected 7"));
+    auto number = [&](std::string_view s, const char* column) {
+      double v = 0;
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (s.empty() || ec != std::errc() || end != s.data() + s.size())
+        throw Error(cat(what, ": line ", line_no, ": ", column, " '", s, "' is not a number"));
+      return v;
+    };
+    EpochLog e;
+    const double epoch = number(f[0], "epoch");
+    if (epoch != std::floor(epoch) || epoch < 1 || epoch > 1e9 || epoch != double(epochs.size() + 1))
+      throw Error(cat(what, ": line ", line_no, ": epoch '", f[0], "' does not follow ", epochs.size()));
+    e.epoch = int(epoch);
+    e.loss = number(f[1], "loss");
+    e.accuracy = number(f[2], "accuracy");
+    if (!f[3].empty()) e.val_loss = number(f[3], "val_loss");
+    if (!f[4].empty()) e.val_accuracy = number(f[4], "val_accuracy");
+    e.learning_rate = float(number(f[5], "learning_rate"));
+    e.seconds = number(f[6], "seconds");
+    epochs.push_back(e);
+  }
+  if (line_no == 0) throw Error(cat(what, ": empty file, expected the history header"));
+  return epochs;
 }
 
 std::string history_svg(const std::vector<EpochLog>& epochs, int width, int height) {

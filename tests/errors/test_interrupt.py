@@ -101,6 +101,13 @@ class Interrupts(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(whole, "rb") as a, open(cut, "rb") as b:
             self.assertTrue(a.read() == b.read(), "the resumed run's model file differs from the uninterrupted run's")
+        # The curves continue too: the resumed run's history holds all 30 epochs, equal to the uninterrupted run's in
+        # every column but the wall time.
+        def history(stem):
+            with open(os.path.join(self.dir, stem + ".history.csv")) as f:
+                return [line.rsplit(",", 1)[0] for line in f.read().splitlines()]
+        self.assertEqual(len(history("whole")), 31)
+        self.assertEqual(history("cut"), history("whole"))
 
     def test_resume_with_other_options_is_refused(self):
         ckpt = os.path.join(self.dir, "other.ckpt")

@@ -352,6 +352,36 @@ TEST(VizCurves, CsvAndSvg) {
   EXPECT_EQ(read_file(dir.file("c.svg")), history_svg(logs));
 }
 
+TEST(VizCurves, CsvReadsBack) {
+  std::vector<EpochLog> logs(2);
+  logs[0] = {.epoch = 1, .loss = 0.1, .accuracy = 1.0 / 3, .val_loss = {}, .val_accuracy = {}, .seconds = 2.25,
+             .learning_rate = 1e-3f};
+  logs[1] = {.epoch = 2, .loss = 0.2, .accuracy = 0.7, .val_loss = 0.3, .val_accuracy = 0.6, .seconds = 1.5,
+             .learning_rate = 0.1f};
+  const std::vector<EpochLog> back = parse_history_csv(history_csv(logs), "h.csv");
+  ASSERT_EQ(back.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back[i].epoch, logs[i].epoch);
+    EXPECT_EQ(back[i].loss, logs[i].loss);  // shortest round-trip text: exact
+    EXPECT_EQ(back[i].accuracy, logs[i].accuracy);
+    EXPECT_EQ(back[i].val_loss, logs[i].val_loss);
+    EXPECT_EQ(back[i].val_accuracy, logs[i].val_accuracy);
+    EXPECT_EQ(back[i].learning_rate, logs[i].learning_rate);
+    EXPECT_EQ(back[i].seconds, logs[i].seconds);
+  }
+  const std::string header = "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n";
+  auto bad = [](const std::string& text, std::vector<std::string> parts) {
+    parts.insert(parts.begin(), "h.csv");
+    test_support::expect_error([&] { parse_history_csv(text, "h.csv"); }, parts);
+  };
+  bad("", {"empty"});
+  bad("epoch,loss\n", {"line 1", "header"});
+  bad(header + "1,0.5,0.5,,,0.1\n", {"line 2", "6 fields"});
+  bad(header + "1,x,0.5,,,0.1,1\n", {"line 2", "loss 'x'"});
+  bad(header + "2,0.5,0.5,,,0.1,1\n", {"line 2", "epoch '2'"});
+  bad(header + "1,0.5,0.5,,,0.1,1\n1,0.5,0.5,,,0.1,1\n", {"line 3", "epoch '1'"});
+}
+
 // ---- model visualisation --------------------------------------------------------------------------------------
 
 TEST(VizModel, PicturesAndIndex) {

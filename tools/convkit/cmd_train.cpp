@@ -13,10 +13,12 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "commands.hpp"
 #include "convkit/error.hpp"
+#include "convkit/io.hpp"
 #include "convkit/runtime.hpp"
 #include "convkit/serialize.hpp"
 #include "convkit/train.hpp"
@@ -189,6 +191,12 @@ void run(const TrainOptions& o) {
   if (!curves_svg.empty()) check_writable("--curves", curves_svg);
   if (!history_csv.empty()) check_writable("--history", history_csv);
   std::vector<EpochLog> epoch_logs;
+  // A resumed run continues the curves of the run it resumes: the epochs that run completed come from its history
+  // file (rows past the checkpoint's position, written after it, are dropped); without the file they start empty.
+  if (!o.resume.empty() && !history_csv.empty() && std::filesystem::exists(history_csv)) {
+    epoch_logs = viz::parse_history_csv(read_file(history_csv), "--resume: history '" + history_csv + "'");
+    if (epoch_logs.size() > std::size_t(progress.fit.epoch)) epoch_logs.resize(std::size_t(progress.fit.epoch));
+  }
   if (!o.no_curves)
     fo.on_epoch_end = [&, then = fo.on_epoch_end](const EpochLog& log, bool improved) {
       epoch_logs.push_back(log);
