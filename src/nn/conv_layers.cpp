@@ -92,27 +92,15 @@ const Tensor& Conv2D::forward_step(const Tensor& x, bool) {
   check_input(x);
   const Conv2dPlan& plan = plan_for(x.shape());
   step_x_ = &x;
-  nn::ensure_shape(y_, plan.geometry().output_shape());
-  plan.forward(x.data(), kernel_.value.data(), fused_.use_bias ? bias_.value.data() : nullptr, y_.data(),
-               nn::ensure_bytes(workspace_, plan.workspace_size()));
-  if (!opts_.activation.fused()) opts_.activation.forward(y_);
-  return y_;
+  return nn::plan_forward_step(plan, opts_.activation, x, kernel_, fused_.use_bias ? &bias_ : nullptr, y_,
+                               plan.geometry().output_shape(), workspace_);
 }
 
 Tensor& Conv2D::backward_step(Tensor& dy, bool need_dx) {
   if (!step_x_) throw Error(cat("Conv2D '", name_, "': backward before forward"));
   const Conv2dPlan& plan = plan_for(step_x_->shape());
-  void* ws = nn::ensure_bytes(workspace_, plan.workspace_size());
-  opts_.activation.backward(y_, dy);  // dy := dL/d(pre-activation), in place
-  plan.backward_weights(step_x_->data(), dy.data(), kernel_.grad.data(), fused_.use_bias ? bias_.grad.data() : nullptr,
-                        ws);
-  if (!need_dx) {
-    dx_ = Tensor();
-    return dx_;
-  }
-  nn::ensure_shape(dx_, step_x_->shape());
-  plan.backward_data(dy.data(), kernel_.value.data(), dx_.data(), ws);
-  return dx_;
+  return nn::plan_backward_step(plan, opts_.activation, *step_x_, y_, dy, kernel_,
+                                fused_.use_bias ? &bias_ : nullptr, dx_, need_dx, workspace_);
 }
 
 std::vector<Weight*> Conv2D::weights() {

@@ -59,28 +59,16 @@ const Tensor& Dense::forward_step(const Tensor& x, bool) {
   const int64_t k = x.shape().back(), m = x.size() / k;
   const Conv2dPlan& plan = plan_for(m, k);
   step_x_ = &x;
-  nn::ensure_shape(y_, compute_output_shape(x.shape()));
-  plan.forward(x.data(), kernel_.value.data(), opts_.use_bias ? bias_.value.data() : nullptr, y_.data(),
-               nn::ensure_bytes(workspace_, plan.workspace_size()));
-  if (!opts_.activation.fused()) opts_.activation.forward(y_);
-  return y_;
+  return nn::plan_forward_step(plan, opts_.activation, x, kernel_, opts_.use_bias ? &bias_ : nullptr, y_,
+                               compute_output_shape(x.shape()), workspace_);
 }
 
 Tensor& Dense::backward_step(Tensor& dy, bool need_dx) {
   if (!step_x_) throw Error(cat("Dense '", name_, "': backward before forward"));
   const int64_t k = step_x_->shape().back(), m = step_x_->size() / k;
   const Conv2dPlan& plan = plan_for(m, k);
-  void* ws = nn::ensure_bytes(workspace_, plan.workspace_size());
-  opts_.activation.backward(y_, dy);  // dy := dL/d(pre-activation), in place
-  plan.backward_weights(step_x_->data(), dy.data(), kernel_.grad.data(), opts_.use_bias ? bias_.grad.data() : nullptr,
-                        ws);
-  if (!need_dx) {
-    dx_ = Tensor();
-    return dx_;
-  }
-  nn::ensure_shape(dx_, step_x_->shape());
-  plan.backward_data(dy.data(), kernel_.value.data(), dx_.data(), ws);
-  return dx_;
+  return nn::plan_backward_step(plan, opts_.activation, *step_x_, y_, dy, kernel_,
+                                opts_.use_bias ? &bias_ : nullptr, dx_, need_dx, workspace_);
 }
 
 std::vector<Weight*> Dense::weights() {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "convkit/conv.hpp"
+#include "convkit/layers.hpp"
 #include "convkit/tensor.hpp"
 
 namespace convkit::nn {
@@ -30,6 +32,37 @@ inline void copy_into(Tensor& dst, const Tensor& src) {
 inline void* ensure_bytes(std::vector<unsigned char>& buf, std::size_t bytes) {
   if (buf.size() < bytes) buf.resize(bytes);
   return buf.data();
+}
+
+// The training step of a layer that is one Conv2dPlan (Conv2D, and Dense as a 1x1 convolution) followed by its
+// activation; the part of the activation the plan fuses is already in the plan's parameters.
+// Forward: y := act(conv(x, kernel) + bias), y kept by the layer in the layer's output shape (the plan's output
+// elements, Dense's (N, units) for instance); bias may be null.
+inline const Tensor& plan_forward_step(const Conv2dPlan& plan, const ActivationFn& act, const Tensor& x,
+                                       const Weight& kernel, const Weight* bias, Tensor& y, const Shape& y_shape,
+                                       std::vector<unsigned char>& workspace) {
+  ensure_shape(y, y_shape);
+  plan.forward(x.data(), kernel.value.data(), bias ? bias->value.data() : nullptr, y.data(),
+               ensure_bytes(workspace, plan.workspace_size()));
+  if (!act.fused()) act.forward(y);
+  return y;
+}
+
+// Backward from dL/dy (overwritten with dL/d(pre-activation)): the kernel's and bias's gradients, and dL/dx into dx
+// (x's shape) unless need_dx is false (then dx is emptied).
+inline Tensor& plan_backward_step(const Conv2dPlan& plan, const ActivationFn& act, const Tensor& x, const Tensor& y,
+                                  Tensor& dy, Weight& kernel, Weight* bias, Tensor& dx, bool need_dx,
+                                  std::vector<unsigned char>& workspace) {
+  void* ws = ensure_bytes(workspace, plan.workspace_size());
+  act.backward(y, dy);
+  plan.backward_weights(x.data(), dy.data(), kernel.grad.data(), bias ? bias->grad.data() : nullptr, ws);
+  if (!need_dx) {
+    dx = Tensor();
+    return dx;
+  }
+  ensure_shape(dx, x.shape());
+  plan.backward_data(dy.data(), kernel.value.data(), dx.data(), ws);
+  return dx;
 }
 
 }  // namespace convkit::nn
