@@ -252,7 +252,9 @@ std::string to_descriptor(const ConvProblem& p, bool with_name) {
   if (p.dw != p.dh) s += cat("dw", p.dw);
   if (with_name && !p.name.empty()) {
     s += cat("n\"", p.name);
-    if (p.repeat != 1) s += cat("*", p.repeat);
+    // A name that holds a '*' itself ("a*2" with repeat 1, from n"a*2*1") keeps its count, or it would read back
+    // as name "a" repeated twice.
+    if (p.repeat != 1 || p.name.find('*') != std::string::npos) s += cat("*", p.repeat);
     s += "\"";
   }
   return s;

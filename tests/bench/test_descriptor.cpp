@@ -240,6 +240,13 @@ TEST(Descriptor, NameRepeatSeparatorsAndBlanks) {
   EXPECT_EQ(p.repeat, 5);
   EXPECT_EQ(to_descriptor(p), "mb1ic512ih14oc512oh14kh1n\"mobilenet_v1:conv5_1/pw*5\"");
   EXPECT_EQ(to_descriptor(p, false), "mb1ic512ih14oc512oh14kh1");
+  // A name holding a '*' writes its count even when it is 1, so that it reads back the same (a fuzzing finding:
+  // n"a*2*1" came back as name "a" repeated twice).
+  const ConvProblem once = parse_descriptor("ic1ih3oc1kh1n\"a*2*1\"");
+  EXPECT_EQ(once.name, "a*2");
+  EXPECT_EQ(once.repeat, 1);
+  EXPECT_EQ(to_descriptor(once), "mb2ic1ih3oc1oh3kh1n\"a*2*1\"");
+  EXPECT_EQ(parse_descriptor(to_descriptor(once)), once);
   // Only the last '*' counts.
   const ConvProblem s = parse_descriptor("ic1ih3oc1kh1n\"a*b*12\"");
   EXPECT_EQ(s.name, "a*b");
