@@ -138,6 +138,30 @@ inline void dwconv(std::size_t npix, std::size_t channels, std::size_t mult, std
   }
 }
 
+// The 3x3 row kernels' register window: col[kx][ky] holds input column x + kx of rows ky. Moving to the next output
+// pixel, whose first column is x, keeps the columns the two pixels share (stride 1: two, stride 2: one) and loads
+// the others with load_col(kx, column).
+template <int SW, typename LoadCol>
+inline void slide_window(V (&col)[3][3], std::size_t x, LoadCol& load_col) {
+  if constexpr (SW == 1) {
+#pragma GCC unroll 3
+    for (int ky = 0; ky < 3; ++ky) {
+      col[0][ky] = col[1][ky];
+      col[1][ky] = col[2][ky];
+    }
+    load_col(2, x + 2);
+  } else if constexpr (SW == 2) {
+#pragma GCC unroll 3
+    for (int ky = 0; ky < 3; ++ky) col[0][ky] = col[2][ky];
+    load_col(1, x + 1);
+    load_col(2, x + 2);
+  } else {
+    load_col(0, x);
+    load_col(1, x + 1);
+    load_col(2, x + 2);
+  }
+}
+
 // 3x3, multiplier 1, dilation 1, one segment of an output row whose taps all lie inside the input: output pixel j
 // (< npix) reads the three input rows at columns j * SW + kx. The 9 weight vectors of a channel block stay in
 // registers while the block walks along the row, and the input columns rotate through registers: a step of one
@@ -173,24 +197,7 @@ inline void dwconv3x3_row(std::size_t npix, std::size_t channels, const float* c
       const V sum = Simd::add(Simd::add(acc[0], acc[1]), acc[2]);
       store_upto(out + j * channels + c, relu ? uk::relu(sum) : sum, n);
       if (++j == npix) break;
-      const std::size_t x = j * SW;  // the new pixel's first column
-      if constexpr (SW == 1) {
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ++ky) {
-          col[0][ky] = col[1][ky];
-          col[1][ky] = col[2][ky];
-        }
-        load_col(2, x + 2);
-      } else if constexpr (SW == 2) {
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ++ky) col[0][ky] = col[2][ky];
-        load_col(1, x + 1);
-        load_col(2, x + 2);
-      } else {
-        load_col(0, x);
-        load_col(1, x + 1);
-        load_col(2, x + 2);
-      }
+      slide_window<SW>(col, j * SW, load_col);
     }
   }
 }
@@ -243,24 +250,7 @@ inline void dwconv3x3_row_wgrad(std::size_t npix, std::size_t count, std::size_t
 #pragma GCC unroll 3
         for (int kx = 0; kx < 3; ++kx) acc[ky][kx] = Simd::fma(col[kx][ky], d, acc[ky][kx]);
       if (++j == npix) break;
-      const std::size_t x = j * SW;
-      if constexpr (SW == 1) {
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ++ky) {
-          col[0][ky] = col[1][ky];
-          col[1][ky] = col[2][ky];
-        }
-        load_col(2, x + 2);
-      } else if constexpr (SW == 2) {
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ++ky) col[0][ky] = col[2][ky];
-        load_col(1, x + 1);
-        load_col(2, x + 2);
-      } else {
-        load_col(0, x);
-        load_col(1, x + 1);
-        load_col(2, x + 2);
-      }
+      slide_window<SW>(col, j * SW, load_col);
     }
 #pragma GCC unroll 3
     for (int ky = 0; ky < 3; ++ky)

@@ -65,31 +65,42 @@ inline __attribute__((always_inline)) void g3(const WV (&x)[3], WV (&o)[6]) {
   o[5] = x[2];
 }
 
-template <bool FULL>
-inline void wino_input_chunk(const float* const* src, std::size_t k, std::size_t n, float* v, std::size_t vs) {
-  WV t[6][6];
+// A separable 2-D transform into 6 x 6 points, for one vector of channels [k, k + n): x = src[IN * i + j] + k
+// (IN x IN points, i the row), the 1-D transform T (IN -> 6) over the columns then over the rows, point (i, j) of
+// the result stored at dst + (6 * i + j) * ds + k. The input transform is T = B^T (6 -> 6), the weight transform
+// T = G (3 -> 6).
+template <int IN, bool FULL, void (*T)(const WV (&)[IN], WV (&)[6])>
+inline __attribute__((always_inline)) void wino_to6_chunk(const float* const* src, std::size_t k, std::size_t n,
+                                                           float* dst, std::size_t ds) {
+  WV t[6][IN];
 #pragma GCC unroll 6
-  for (int j = 0; j < 6; ++j) {
-    WV d[6], o[6];
+  for (int j = 0; j < IN; ++j) {
+    WV x[IN], o[6];
 #pragma GCC unroll 6
-    for (int i = 0; i < 6; ++i) d[i] = wload<FULL>(src[6 * i + j] + k, n);
-    bt6(d, o);
+    for (int i = 0; i < IN; ++i) x[i] = wload<FULL>(src[IN * i + j] + k, n);
+    T(x, o);
 #pragma GCC unroll 6
     for (int i = 0; i < 6; ++i) t[i][j] = o[i];
   }
 #pragma GCC unroll 6
   for (int i = 0; i < 6; ++i) {
     WV o[6];
-    bt6(t[i], o);
+    T(t[i], o);
 #pragma GCC unroll 6
-    for (int j = 0; j < 6; ++j) wstore<FULL>(v + std::size_t(6 * i + j) * vs + k, o[j], n);
+    for (int j = 0; j < 6; ++j) wstore<FULL>(dst + std::size_t(6 * i + j) * ds + k, o[j], n);
   }
 }
 
-inline void wino_input(std::size_t c, const float* const* src, float* v, std::size_t v_stride) {
+// The same over all c channels: full vectors, then the remainder.
+template <int IN, void (*T)(const WV (&)[IN], WV (&)[6])>
+inline void wino_to6(std::size_t c, const float* const* src, float* dst, std::size_t ds) {
   std::size_t k = 0;
-  for (; k + kWL <= c; k += kWL) wino_input_chunk<true>(src, k, kWL, v, v_stride);
-  if (k < c) wino_input_chunk<false>(src, k, c - k, v, v_stride);
+  for (; k + kWL <= c; k += kWL) wino_to6_chunk<IN, true, T>(src, k, kWL, dst, ds);
+  if (k < c) wino_to6_chunk<IN, false, T>(src, k, c - k, dst, ds);
+}
+
+inline void wino_input(std::size_t c, const float* const* src, float* v, std::size_t v_stride) {
+  wino_to6<6, bt6>(c, src, v, v_stride);
 }
 
 template <bool FULL>
@@ -128,31 +139,8 @@ inline void wino_output(std::size_t c, const float* m, std::size_t m_stride, con
   if (k < c) wino_output_chunk<false>(m, m_stride, k, c - k, bias, dst, relu != 0);
 }
 
-template <bool FULL>
-inline void wino_weight_chunk(const float* const* src, std::size_t k, std::size_t n, float* u, std::size_t us) {
-  WV t[6][3];
-#pragma GCC unroll 3
-  for (int j = 0; j < 3; ++j) {
-    WV x[3], o[6];
-#pragma GCC unroll 3
-    for (int i = 0; i < 3; ++i) x[i] = wload<FULL>(src[3 * i + j] + k, n);
-    g3(x, o);
-#pragma GCC unroll 6
-    for (int i = 0; i < 6; ++i) t[i][j] = o[i];
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < 6; ++i) {
-    WV o[6];
-    g3(t[i], o);
-#pragma GCC unroll 6
-    for (int j = 0; j < 6; ++j) wstore<FULL>(u + std::size_t(6 * i + j) * us + k, o[j], n);
-  }
-}
-
 inline void wino_weight(std::size_t c, const float* const* src, float* u, std::size_t u_stride) {
-  std::size_t k = 0;
-  for (; k + kWL <= c; k += kWL) wino_weight_chunk<true>(src, k, kWL, u, u_stride);
-  if (k < c) wino_weight_chunk<false>(src, k, c - k, u, u_stride);
+  wino_to6<3, g3>(c, src, u, u_stride);
 }
 
 }  // namespace
