@@ -1,4 +1,4 @@
-// tests/expect_error.hpp — the assertion every error-table test uses.
+// tests/expect_error.hpp — the assertion every error-table test uses, and the message of an expected error.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -23,6 +23,17 @@ void expect_error(Fn&& fn, const std::vector<std::string>& pieces) {
   } catch (const std::exception& e) {
     ADD_FAILURE() << "expected convkit::Error, got another exception: " << e.what();
   }
+}
+
+// The message of the convkit::Error fn throws, or "(no error)" when it throws none (so that a find() on it fails).
+template <typename Fn>
+std::string error_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace convkit::test_support

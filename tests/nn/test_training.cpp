@@ -16,20 +16,13 @@
 #include "convkit/layers.hpp"
 #include "convkit/model.hpp"
 #include "convkit/train.hpp"
+#include "expect_error.hpp"
 
 namespace {
 
 using namespace convkit;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_support::error_message;
 
 // Four classes of 8x8 images: class k has a bright bar (row k or column k - 2) on uniform noise. Linearly
 // separable, learnable by a small CNN in a few epochs.
@@ -137,7 +130,7 @@ TEST(NnFit, NaNWeightNamesTheLayer) {
   const auto opt = make_sgd();
   FitOptions o;
   o.epochs = 2;
-  const std::string msg = error_of([&] { fit(m, x, y, *loss, *opt, o); });
+  const std::string msg = error_message([&] { fit(m, x, y, *loss, *opt, o); });
   EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'dense_1'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("epoch 1, step 1"), std::string::npos) << msg;
@@ -155,7 +148,7 @@ TEST(NnFit, HugeLearningRateNamesTheFirstNonFiniteLayer) {
   o.batch_size = 64;  // the whole set, unshuffled: the failing batch is x itself
   o.shuffle = false;
   o.schedule.initial = 1e30f;
-  const std::string msg = error_of([&] { fit(m, x, y, *loss, *opt, o); });
+  const std::string msg = error_message([&] { fit(m, x, y, *loss, *opt, o); });
   ASSERT_NE(msg, "") << "training with lr 1e30 did not stop";
   EXPECT_NE(msg.find("training stopped"), std::string::npos) << msg;
   // The first layer whose output is not finite, found here by running the layers one by one.
@@ -190,7 +183,7 @@ TEST(NnFit, NaNInputIsReported) {
     const auto opt = make_sgd();
     FitOptions o;
     o.batch_size = 16;
-    const std::string msg = error_of([&] { fit(m, x, y, *loss, *opt, o); });
+    const std::string msg = error_message([&] { fit(m, x, y, *loss, *opt, o); });
     // Both activations carry the NaN to the loss: relu keeps NaN, as torch.relu does (activation_forward).
     EXPECT_NE(msg.find("the loss became NaN"), std::string::npos) << msg;
     EXPECT_NE(msg.find("the input batch holds non-finite values"), std::string::npos) << msg;
@@ -369,7 +362,7 @@ TEST(NnFit, ArgumentErrors) {
   const auto loss = make_loss("sparse_categorical_crossentropy", true);
   const auto opt = make_sgd();
   auto msg = [&](FitOptions o, const Tensor& xx, const Tensor& yy) {
-    return error_of([&] { fit(m, xx, yy, *loss, *opt, o); });
+    return error_message([&] { fit(m, xx, yy, *loss, *opt, o); });
   };
   EXPECT_NE(msg({.epochs = 0}, x, y).find("epochs"), std::string::npos);
   EXPECT_NE(msg({.batch_size = 0}, x, y).find("batch_size"), std::string::npos);
@@ -380,11 +373,11 @@ TEST(NnFit, ArgumentErrors) {
   FitOptions mon;
   mon.monitor = "val_acc";
   EXPECT_NE(msg(mon, x, y).find("monitor"), std::string::npos);
-  EXPECT_NE(error_of([&] { evaluate(m, x, y, *loss, 0); }).find("batch_size"), std::string::npos);
-  EXPECT_NE(error_of([] { make_loss("hinge"); }).find("hinge"), std::string::npos);
-  EXPECT_NE(error_of([] { make_sgd({.momentum = 1.0f}); }).find("momentum"), std::string::npos);
-  EXPECT_NE(error_of([] { make_adam({.beta_1 = 1.0f}); }).find("beta_1"), std::string::npos);
-  EXPECT_NE(error_of([] { make_adam({.epsilon = 0.0f}); }).find("epsilon"), std::string::npos);
+  EXPECT_NE(error_message([&] { evaluate(m, x, y, *loss, 0); }).find("batch_size"), std::string::npos);
+  EXPECT_NE(error_message([] { make_loss("hinge"); }).find("hinge"), std::string::npos);
+  EXPECT_NE(error_message([] { make_sgd({.momentum = 1.0f}); }).find("momentum"), std::string::npos);
+  EXPECT_NE(error_message([] { make_adam({.beta_1 = 1.0f}); }).find("beta_1"), std::string::npos);
+  EXPECT_NE(error_message([] { make_adam({.epsilon = 0.0f}); }).find("epsilon"), std::string::npos);
 }
 
 }  // namespace

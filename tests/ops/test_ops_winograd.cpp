@@ -21,6 +21,7 @@
 #include "ops/conv_check.hpp"
 #include "alloc_counter.hpp"  // this binary's operator new (one TU only)
 #include "sanitizers.hpp"
+#include "expect_error.hpp"
 
 
 namespace convkit {
@@ -380,15 +381,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, WinogradSweep, ::testing::ValuesIn(params()), para
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::error_message;
 
 class Winograd : public ::testing::Test {
  protected:
@@ -439,13 +432,13 @@ TEST_F(Winograd, RefusedOnUnsupportedShapesWithTheReason) {
                            Refusal{s2, {1, 8, 8, 8}, "needs stride 1, got (1, 2)"},
                            Refusal{d2, {1, 8, 8, 8}, "needs dilation 1, got (2, 2)"},
                            Refusal{g2, {1, 8, 8, 8}, "needs groups 1, got 2"}}) {
-    const std::string e = error_of([&] { Conv2dPlan::create(r.p, r.in, Conv2dAlgorithm::winograd); });
+    const std::string e = error_message([&] { Conv2dPlan::create(r.p, r.in, Conv2dAlgorithm::winograd); });
     EXPECT_TRUE(contains(e, "'winograd' cannot run this convolution") && contains(e, r.reason)) << e;
     const std::string ex = Conv2dPlan::create(r.p, r.in).explain();
     EXPECT_TRUE(contains(ex, std::string("winograd: not chosen: ") + r.reason)) << ex;
   }
   EXPECT_EQ(parse_conv2d_algorithm("winograd"), Conv2dAlgorithm::winograd);
-  EXPECT_TRUE(contains(error_of([] { parse_conv2d_algorithm("winogard"); }), "winograd"));
+  EXPECT_TRUE(contains(error_message([] { parse_conv2d_algorithm("winogard"); }), "winograd"));
 }
 
 // The target: the scratch (transformed inputs and GEMM results of one tile block per thread) stays below

@@ -16,6 +16,7 @@
 #include "ops/conv_check.hpp"
 #include "alloc_counter.hpp"  // this binary's operator new (one TU only)
 #include "sanitizers.hpp"
+#include "expect_error.hpp"
 
 
 namespace convkit {
@@ -26,15 +27,7 @@ using testops::Problem;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::error_message;
 
 Conv2dParams conv3x3(int filters) {
   Conv2dParams p;
@@ -54,7 +47,7 @@ class Runtime : public ::testing::Test {
 
 TEST_F(Runtime, IsaNamesRoundTrip) {
   for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) EXPECT_EQ(parse_isa(to_string(isa)), isa);
-  const std::string e = error_of([] { parse_isa("sse9"); });
+  const std::string e = error_message([] { parse_isa("sse9"); });
   EXPECT_TRUE(contains(e, "sse9") && contains(e, "avx512, avx2 or generic")) << e;
 }
 
@@ -69,7 +62,7 @@ TEST_F(Runtime, BestIsaIsSupportedAndGenericAlwaysIs) {
 TEST_F(Runtime, SetIsaSelectsTheKernelsOfPlans) {
   for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
     if (!cpu_supports(isa)) {
-      const std::string e = error_of([&] { set_isa(isa); });
+      const std::string e = error_message([&] { set_isa(isa); });
       EXPECT_TRUE(contains(e, "does not support " + to_string(isa))) << e;
       continue;
     }
@@ -96,10 +89,10 @@ TEST_F(Runtime, EnvironmentIsa) {
   }
   const std::string v = env;
   if (v != "avx512" && v != "avx2" && v != "generic") {
-    const std::string e = error_of([] { active_isa(); });
+    const std::string e = error_message([] { active_isa(); });
     EXPECT_TRUE(contains(e, "CONVKIT_ISA") && contains(e, v) && contains(e, "expected")) << e;
     // Plans refuse to guess as well.
-    const std::string e2 = error_of([] { Conv2dPlan::create(conv3x3(4), {1, 4, 4, 2}); });
+    const std::string e2 = error_message([] { Conv2dPlan::create(conv3x3(4), {1, 4, 4, 2}); });
     EXPECT_TRUE(contains(e2, "CONVKIT_ISA")) << e2;
     // The API still overrides the environment.
     set_isa(Isa::generic);
@@ -108,7 +101,7 @@ TEST_F(Runtime, EnvironmentIsa) {
   }
   const Isa isa = parse_isa(v);
   if (!cpu_supports(isa)) {
-    const std::string e = error_of([] { active_isa(); });
+    const std::string e = error_message([] { active_isa(); });
     EXPECT_TRUE(contains(e, "CONVKIT_ISA") && contains(e, "does not support")) << e;
     return;
   }
@@ -123,7 +116,7 @@ TEST_F(Runtime, ThreadCountSetter) {
   EXPECT_TRUE(contains(Conv2dPlan::create(conv3x3(4), {1, 4, 4, 2}).explain(), "3 thread(s)"));
   set_num_threads(1);
   EXPECT_EQ(num_threads(), 1);
-  const std::string e = error_of([] { set_num_threads(-2); });
+  const std::string e = error_message([] { set_num_threads(-2); });
   EXPECT_TRUE(contains(e, "-2")) << e;
   EXPECT_EQ(num_threads(), 1);  // unchanged by the refused call
   set_num_threads(0);
@@ -143,7 +136,7 @@ TEST_F(Runtime, EnvironmentThreads) {
     set_num_threads(2);  // the API wins
     EXPECT_EQ(num_threads(), 2);
   } else {
-    const std::string e = error_of([] { num_threads(); });
+    const std::string e = error_message([] { num_threads(); });
     EXPECT_TRUE(contains(e, "CONVKIT_NUM_THREADS") && contains(e, v)) << e;
   }
 }
@@ -173,27 +166,27 @@ TEST_F(Runtime, ResultsDoNotDependOnTheThreadCount) {
 
 TEST_F(Runtime, ForcedAlgorithmsAreRefusedWithTheirReason) {
   const Shape in = {1, 6, 6, 4};
-  std::string e = error_of([&] { Conv2dPlan::create(conv3x3(4), in, Conv2dAlgorithm::gemm_1x1); });
+  std::string e = error_message([&] { Conv2dPlan::create(conv3x3(4), in, Conv2dAlgorithm::gemm_1x1); });
   EXPECT_TRUE(contains(e, "'gemm_1x1' cannot run") && contains(e, "needs a 1x1 kernel, got 3x3")) << e;
-  e = error_of([&] { Conv2dPlan::create(conv3x3(4), in, Conv2dAlgorithm::depthwise); });
+  e = error_message([&] { Conv2dPlan::create(conv3x3(4), in, Conv2dAlgorithm::depthwise); });
   EXPECT_TRUE(contains(e, "'depthwise' cannot run") && contains(e, "groups == input channels")) << e;
   Conv2dParams strided;
   strided.filters = 4;
   strided.kernel_size = {1, 1};
   strided.strides = {2, 2};
-  e = error_of([&] { Conv2dPlan::create(strided, in, Conv2dAlgorithm::gemm_1x1); });
+  e = error_message([&] { Conv2dPlan::create(strided, in, Conv2dAlgorithm::gemm_1x1); });
   EXPECT_TRUE(contains(e, "needs stride 1")) << e;
-  e = error_of([] { parse_conv2d_algorithm("fft"); });
+  e = error_message([] { parse_conv2d_algorithm("fft"); });
   EXPECT_TRUE(contains(e, "'fft'") && contains(e, "winograd") && contains(e, "implicit_gemm")) << e;
   // The reference and implicit_gemm take anything valid.
   EXPECT_EQ(Conv2dPlan::create(conv3x3(4), in, Conv2dAlgorithm::reference).algorithm(), "reference");
   EXPECT_EQ(Conv2dPlan::create(strided, in, Conv2dAlgorithm::implicit_gemm).algorithm(), "implicit_gemm");
   // An invalid configuration is still the geometry's error, whatever the algorithm.
-  e = error_of([&] { Conv2dPlan::create(conv3x3(5), in, Conv2dAlgorithm::implicit_gemm); });
+  e = error_message([&] { Conv2dPlan::create(conv3x3(5), in, Conv2dAlgorithm::implicit_gemm); });
   EXPECT_EQ(e, "(no error)");  // filters need not divide anything with groups = 1
   Conv2dParams bad = conv3x3(5);
   bad.groups = 2;
-  e = error_of([&] { Conv2dPlan::create(bad, in, Conv2dAlgorithm::implicit_gemm); });
+  e = error_message([&] { Conv2dPlan::create(bad, in, Conv2dAlgorithm::implicit_gemm); });
   EXPECT_TRUE(contains(e, "divisible by groups")) << e;
 }
 
