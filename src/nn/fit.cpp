@@ -234,9 +234,9 @@ History fit(Sequential& model, const Tensor& x, const Tensor& y, const Loss& los
                         culprit_text("every layer's output was finite: the loss itself overflowed")));
       }
       model.backward(dpred, /*input_gradient=*/false);  // nobody needs dL/d(input): the first layer skips it
-      // A finite loss does not imply finite gradients: relu maps NaN to 0 (activation_forward), so a NaN input
-      // pixel can vanish from the forward pass yet reach a kernel's gradient. Stop before the step writes NaN
-      // into the weights.
+      // A finite loss does not imply finite gradients: a weight gradient sums over the whole batch and can
+      // overflow where every output is finite (tests/nn/test_training.cpp, NonFiniteGradientStopsBeforeTheStep).
+      // Stop before the step writes infinities or NaN into the weights.
       for (std::size_t i = 0; i < model.size(); ++i)
         for (const Weight* w : model.layer(i).weights())
           if (w->trainable && !all_finite(w->grad))
