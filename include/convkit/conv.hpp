@@ -128,6 +128,13 @@ class Conv2dImpl;  // one algorithm's plan (src/ops/conv2d_algorithms.hpp)
 //   implicit_gemm: everything else: GEMM through an indirection table of input rows (no im2col copy);
 //   reference:     the plain loops of src/ref, which support every valid configuration.
 enum class Conv2dAlgorithm { automatic, gemm_1x1, depthwise, winograd, implicit_gemm, reference };
+
+// How the caller hands the plan its weights. per_call: the kernel changes between calls (training), so whatever an
+// algorithm packs it packs at every call, and the choice of algorithm counts that cost. packed_once: the caller
+// packs them once with pack_weights() and calls forward_packed() / backward_data_packed() (inference, and the
+// benchmark, whose oneDNN side also reorders its weights once outside the timed loop); algorithms whose packing
+// does not pay per call (winograd on few pixels) may then be chosen.
+enum class Conv2dWeights { per_call, packed_once };
 std::string to_string(Conv2dAlgorithm algo);                 // "auto", "gemm_1x1", "depthwise", ...
 Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name);  // throws convkit::Error naming the choices
 
@@ -148,7 +155,8 @@ class Conv2dPlan {
   // algo = automatic picks the first algorithm that supports the geometry; any other value forces that algorithm
   // and throws convkit::Error with its reason if it cannot run this convolution.
   static Conv2dPlan create(const Conv2dParams& p, const Shape& input_shape,
-                           Conv2dAlgorithm algo = Conv2dAlgorithm::automatic);
+                           Conv2dAlgorithm algo = Conv2dAlgorithm::automatic,
+                           Conv2dWeights weights = Conv2dWeights::per_call);
 
   const Conv2dParams& params() const { return params_; }
   const Conv2dGeometry& geometry() const { return geom_; }
@@ -173,19 +181,24 @@ class Conv2dPlan {
   void backward_weights(const float* x, const float* dz, float* dw, float* db, void* workspace) const;
   void backward_weights(const float* x, const float* dz, float* dw, float* db) const;
 
-  // Weights that do not change between calls (inference): winograd transforms its kernel at every forward call
-  // (36 x IC x OC floats); pack_weights() does it once into `packed` (packed_weights_size() floats, 0 for the
-  // algorithms that read the kernel in place), and forward_packed() uses it, with the same results as forward().
-  // w is still passed (the algorithms with no packed form read it); the workspace is workspace_size() bytes.
+  // Weights that do not change between calls (inference; see Conv2dWeights): the algorithms rearrange the kernel
+  // at every call (winograd transforms it, the GEMMs pack it into register-block panels for forward and
+  // backward data); pack_weights() does it once into `packed` (packed_weights_size() floats, 0 for an algorithm
+  // with nothing to pack), and forward_packed() / backward_data_packed() use it, with the same results as
+  // forward() / backward_data() bit for bit. w is still passed (an algorithm with no packed form of a direction
+  // reads it); the workspace is workspace_size() bytes.
   std::size_t packed_weights_size() const;
   void pack_weights(const float* w, float* packed) const;
   void forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
                       void* workspace) const;
+  void backward_data_packed(const float* dz, const float* w, const float* packed, float* dx, void* workspace) const;
+  Conv2dWeights weights() const { return weights_; }
 
  private:
   Conv2dParams params_;
   Conv2dGeometry geom_;
   Conv2dAlgorithm algo_ = Conv2dAlgorithm::reference;
+  Conv2dWeights weights_ = Conv2dWeights::per_call;
   std::string explain_;
   std::shared_ptr<const detail::Conv2dImpl> impl_;  // immutable once built: copies of the plan share it
 };

@@ -87,7 +87,8 @@ Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name) {
                   "' (expected auto, gemm_1x1, depthwise, winograd, implicit_gemm or reference)"));
 }
 
-Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, Conv2dAlgorithm algo) {
+Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, Conv2dAlgorithm algo,
+                              Conv2dWeights weights) {
   Conv2dPlan plan;
   plan.geom_ = conv2d_geometry(p, input_shape);
   plan.params_ = p;
@@ -95,6 +96,8 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
   const Isa isa = active_isa();
   const int available = num_threads();
   ops::Conv2dContext ctx{g, p.activation, &config::kernels(isa), ops::conv2d_threads(g, available)};
+  ctx.weights = weights;
+  plan.weights_ = weights;
 
   std::string why =
       cat("Conv2D input ", shape_to_string(g.input_shape()), " kernel ", shape_to_string(g.kernel_shape()),
@@ -103,12 +106,13 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
           g.pad_left, "/", g.pad_right, " (", to_string(g.padding_mode), "), activation ", to_string(p.activation),
           "\n  ISA ", to_string(isa), ", ", available, " thread(s)",
           ctx.threads == available ? std::string() : cat(" (", ctx.threads, " used: too little work for more)"),
-          algo == Conv2dAlgorithm::automatic ? std::string() : cat(", algorithm forced to ", to_string(algo)), "\n");
+          algo == Conv2dAlgorithm::automatic ? std::string() : cat(", algorithm forced to ", to_string(algo)),
+          weights == Conv2dWeights::packed_once ? ", weights packed once" : "", "\n");
   const ops::Conv2dAlgorithmInfo* chosen = nullptr;
   for (const ops::Conv2dAlgorithmInfo& a : ops::conv2d_algorithms()) {
     const std::string reason = a.supports(g);
     // A supported algorithm that does not pay for this geometry is only taken when forced.
-    const std::string slow = reason.empty() && algo == Conv2dAlgorithm::automatic && a.pays ? a.pays(g) : "";
+    const std::string slow = reason.empty() && algo == Conv2dAlgorithm::automatic && a.pays ? a.pays(g, weights) : "";
     const bool wanted = (algo == Conv2dAlgorithm::automatic && slow.empty()) || algo == a.id;
     if (a.id == algo && !reason.empty())
       throw Error(cat("Conv2D: algorithm '", to_string(algo), "' cannot run this convolution (input ",
@@ -171,6 +175,11 @@ void Conv2dPlan::pack_weights(const float* w, float* packed) const { impl_->pack
 void Conv2dPlan::forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
                                 void* workspace) const {
   impl_->forward_packed(x, w, packed, params_.use_bias ? b : nullptr, y, workspace);
+}
+
+void Conv2dPlan::backward_data_packed(const float* dz, const float* w, const float* packed, float* dx,
+                                      void* workspace) const {
+  impl_->backward_data_packed(dz, w, packed, dx, workspace);
 }
 
 void Conv2dPlan::backward_data(const float* dz, const float* w, float* dx, void* workspace) const {

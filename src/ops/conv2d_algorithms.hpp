@@ -26,12 +26,17 @@ class Conv2dImpl {
   virtual void forward(const float* x, const float* w, const float* b, float* y, void* ws) const = 0;
   virtual void backward_data(const float* dz, const float* w, float* dx, void* ws) const = 0;
   virtual void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const = 0;
-  // Conv2dPlan::pack_weights / forward_packed; by default nothing to pack and forward() reads the kernel in place.
+  // Conv2dPlan::pack_weights / forward_packed / backward_data_packed; by default nothing to pack and the packed
+  // forms are the per-call ones. An algorithm packing for both directions lays both out in one buffer.
   virtual std::size_t packed_weights_floats() const { return 0; }
   virtual void pack_weights(const float* /*w*/, float* /*packed*/) const {}
   virtual void forward_packed(const float* x, const float* w, const float* /*packed*/, const float* b, float* y,
                               void* ws) const {
     forward(x, w, b, y, ws);
+  }
+  virtual void backward_data_packed(const float* dz, const float* w, const float* /*packed*/, float* dx,
+                                    void* ws) const {
+    backward_data(dz, w, dx, ws);
   }
 };
 
@@ -50,6 +55,7 @@ struct Conv2dContext {
   const config::KernelTable* k = nullptr;
   int threads = 1;
   BackwardDataForm backward_data = BackwardDataForm::automatic;
+  Conv2dWeights weights = Conv2dWeights::per_call;
 };
 
 struct Conv2dAlgorithmInfo {
@@ -60,7 +66,7 @@ struct Conv2dAlgorithmInfo {
   std::unique_ptr<detail::Conv2dImpl> (*create)(const Conv2dContext& ctx);
   // Optional: "" when the algorithm is worth taking automatically, otherwise why not (a supported geometry where
   // it is slower than a later algorithm). Forcing the algorithm ignores it.
-  std::string (*pays)(const Conv2dGeometry& g) = nullptr;
+  std::string (*pays)(const Conv2dGeometry& g, Conv2dWeights weights) = nullptr;
 };
 
 // In the order they are tried; the reference is last.
@@ -74,7 +80,7 @@ std::unique_ptr<detail::Conv2dImpl> depthwise_create(const Conv2dContext& ctx);
 std::string implicit_gemm_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> implicit_gemm_create(const Conv2dContext& ctx);
 std::string winograd_supports(const Conv2dGeometry& g);
-std::string winograd_pays(const Conv2dGeometry& g);
+std::string winograd_pays(const Conv2dGeometry& g, Conv2dWeights weights);
 std::unique_ptr<detail::Conv2dImpl> winograd_create(const Conv2dContext& ctx);
 
 // The parameters of the GEMM epilogue: relu is fused, tanh / sigmoid run as a pass over each finished tile.

@@ -346,7 +346,7 @@ std::string winograd_supports(const Conv2dGeometry& g) {
   return {};
 }
 
-std::string winograd_pays(const Conv2dGeometry& g) {
+std::string winograd_pays(const Conv2dGeometry& g, Conv2dWeights /*weights*/) {
   // Measured against implicit_gemm (bench/winograd_layers.cpp and smaller layers; AVX-512, one core, a busy
   // machine): with 8 channels about even, with 16 already 1.6-2x faster; below 512 output pixels in the batch the
   // transformed kernel (36 x IC x OC floats, computed at every call) costs more than the GEMMs save (ResNet-50's

@@ -1,14 +1,16 @@
 // convkit bench — the op-level convolution benchmark (in the spirit of oneDNN's benchdnn).
 //
 //   convkit bench --shapes bench/shapes/suite.txt [--mb N] [--dir fwd|bwd_d|bwd_w|all] [--threads N]
-//                 [--vs onednn] [--csv] [--reps N] [--explain]
+//                 [--vs onednn] [--csv] [--reps N] [--explain] [--weights packed|per_call]
 //
 // For every problem of the shapes file (benchdnn descriptors, convkit/bench.hpp) and every direction asked: the
 // algorithm Conv2dPlan picks, the median time of --reps runs after a warm-up run, GFLOP/s, and the percentage of
 // the roofline bound min(peak, intensity x bandwidth), both measured at start-up (FMA loop and streaming triad).
 // With --vs onednn the same problem also runs through oneDNN (NHWC activations, weights in oneDNN's preferred
 // layout, reordered once outside the timed loop, same thread count), the two results are compared (a disagreement
-// is an error), and ratio = onednn_ms / convkit_ms (> 1: convkit is faster).
+// is an error), and ratio = onednn_ms / convkit_ms (> 1: convkit is faster). By default convkit's weights are
+// likewise packed once before timing (Conv2dWeights::packed_once: forward_packed, backward_data_packed);
+// --weights per_call times the training situation, where convkit packs them at every call.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -51,7 +53,7 @@ using Clock = std::chrono::steady_clock;
 using bench::ConvProblem;
 
 struct BenchOptions {
-  std::string shapes, mb, dir = "all", threads, vs, reps = "10";
+  std::string shapes, mb, dir = "all", threads, vs, reps = "10", weights = "packed";
   bool csv = false, explain = false;
   bool inject_error = false;  // tests only: proves a disagreement with oneDNN is caught
   bool has_mb = false, has_threads = false, has_vs = false;
@@ -63,6 +65,7 @@ struct BenchSettings {
   int threads = 1;
   int reps = 10;
   bool onednn = false;
+  Conv2dWeights weights = Conv2dWeights::packed_once;
 };
 
 const char* dir_name(BenchDir d) {
@@ -91,6 +94,12 @@ BenchSettings parse_settings(const BenchOptions& o) {
     throw Error(cat("--dir: unknown direction '", o.dir, "' (expected fwd, bwd_d, bwd_w or all)"));
   }
   s.reps = static_cast<int>(parse_int("--reps", o.reps, 1, 1000000));
+  if (o.weights == "packed")
+    s.weights = Conv2dWeights::packed_once;
+  else if (o.weights == "per_call")
+    s.weights = Conv2dWeights::per_call;
+  else
+    throw Error(cat("--weights: unknown choice '", o.weights, "' (expected packed or per_call)"));
   std::optional<int64_t> mb;
   if (o.has_mb) mb = parse_int("--mb", o.mb, 1, std::numeric_limits<int32_t>::max());
   if (o.has_threads) set_num_threads(static_cast<int>(parse_int("--threads", o.threads, 1, 4096)));
@@ -237,7 +246,10 @@ class Printer {
       return;
     }
     std::cout << "convkit bench: " << shapes << ", " << s.problems.size() << " problems, " << s.threads
-              << " threads, ISA " << to_string(m.isa) << ", median of " << s.reps << " runs after a warm-up\n"
+              << " threads, ISA " << to_string(m.isa) << ", median of " << s.reps << " runs after a warm-up, weights "
+              << (s.weights == Conv2dWeights::packed_once ? "packed once outside the timed loop (both libraries)"
+                                                          : "packed by convkit at every call")
+              << "\n"
               << "cpu: " << cpu_description() << "\n"
               << "peak: " << fixed(m.peak_gflops, 1) << " GFLOP/s (FMA loop, " << s.threads
               << (s.threads == 1 ? " thread" : " threads") << "; 1 thread " << fixed(m.peak_1t_gflops, 1) << "), "
@@ -315,7 +327,8 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
     throw Error(cat("problem '", display_name(p), "' (", bench::to_descriptor(p, false), ") needs ",
                     fixed(need / (1 << 30), 1), " GiB of buffers, more than 80% of this machine's ",
                     fixed(have / (1 << 30), 1), " GiB"));
-  const Conv2dPlan plan = Conv2dPlan::create(bench::to_conv2d_params(p), bench::input_shape(p));
+  const Conv2dPlan plan = Conv2dPlan::create(bench::to_conv2d_params(p), bench::input_shape(p),
+                                             Conv2dAlgorithm::automatic, s.weights);
   const Conv2dGeometry& g = plan.geometry();
   if (o.explain)
     std::cerr << "== " << display_name(p) << " (" << bench::to_descriptor(p, false) << ")\n"
@@ -330,6 +343,10 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
   fill_uniform(b, 3);
   fill_uniform(dy, 4);
   std::vector<unsigned char> workspace(std::max<std::size_t>(plan.workspace_size(), 1));
+  // --weights packed: packed once here, outside the timed loop, as oneDNN's weights are reordered once.
+  std::vector<float> packed(s.weights == Conv2dWeights::packed_once ? plan.packed_weights_size() : 0);
+  if (!packed.empty()) plan.pack_weights(w.data(), packed.data());
+  const bool use_packed = s.weights == Conv2dWeights::packed_once;
   const double flop = bench::flops(p);
   const double intensity = flop / min_bytes(g);
   const double roof = std::min(m.peak_gflops, intensity * m.bandwidth_gbs);
@@ -340,10 +357,16 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
     std::function<void()> run;
     switch (d) {
       case BenchDir::fwd:
-        run = [&] { plan.forward(x.data(), w.data(), b.data(), out.data(), workspace.data()); };
+        if (use_packed)
+          run = [&] { plan.forward_packed(x.data(), w.data(), packed.data(), b.data(), out.data(), workspace.data()); };
+        else
+          run = [&] { plan.forward(x.data(), w.data(), b.data(), out.data(), workspace.data()); };
         break;
       case BenchDir::bwd_d:
-        run = [&] { plan.backward_data(dy.data(), w.data(), out.data(), workspace.data()); };
+        if (use_packed)
+          run = [&] { plan.backward_data_packed(dy.data(), w.data(), packed.data(), out.data(), workspace.data()); };
+        else
+          run = [&] { plan.backward_data(dy.data(), w.data(), out.data(), workspace.data()); };
         break;
       case BenchDir::bwd_w:
         run = [&] { plan.backward_weights(x.data(), dy.data(), out.data(), db.data(), workspace.data()); };
@@ -420,6 +443,11 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--vs", opts->vs, "Also run the problems through this library and compare: onednn")->type_name("LIB");
   sub->add_option("--reps", opts->reps, "Timed runs per problem and direction (the median is reported)")
       ->type_name("N")
+      ->capture_default_str();
+  sub->add_option("--weights", opts->weights,
+                  "packed: weights packed once before timing, as oneDNN's are reordered once (inference); "
+                  "per_call: convkit packs them at every call (training)")
+      ->type_name("packed|per_call")
       ->capture_default_str();
   sub->add_flag("--csv", opts->csv, "CSV: name,desc,dir,mb,algorithm,ms,gflops,pct_peak,onednn_ms,ratio");
   sub->add_flag("--explain", opts->explain, "Print each plan (and oneDNN's implementation, max diff) to stderr");
