@@ -174,6 +174,18 @@ class BenchCli(unittest.TestCase):
         self.assert_refused(["--shapes", self.tmp.name], "directory")
         self.assert_refused([], "--shapes")
         self.assert_refused(["--shapes", s, "--inject-error"], "--inject-error needs --vs onednn")
+        self.assert_refused(["--shapes", s, "--weights", "cached"], "--weights", "cached", "packed or per_call")
+
+    def test_weights_per_call_and_packed(self):
+        # Both ways of handing over the weights run every problem and direction with the same CSV contract; the
+        # human table says which one was timed.
+        self.check_rows(self.run_csv("--weights", "per_call"), DIRS, 2, onednn=False)
+        self.check_rows(self.run_csv("--weights", "packed"), DIRS, 2, onednn=False)
+        for choice, needle in [("packed", "packed once outside the timed loop"),
+                               ("per_call", "packed by convkit at every call")]:
+            rc, out, err = run("bench", "--shapes", self.shapes, "--reps", 1, "--dir", "fwd", "--weights", choice)
+            self.assertEqual(rc, 0, err)
+            self.assertIn(needle, out.splitlines()[0])
 
     def test_shapes_file_errors(self):
         bad = self.write("bad.txt", "# comment\nic3ih5oc2kh3\n\nic3ih5oc2kh3xy1\n")
@@ -197,14 +209,17 @@ class BenchCli(unittest.TestCase):
     @unittest.skipUnless(HAVE_ONEDNN, "this convkit was built without oneDNN")
     def test_agrees_with_onednn_in_every_direction(self):
         # The tool compares every output element of every direction with oneDNN's and exits 2 on a disagreement.
-        rc, out, err = run("bench", "--shapes", self.shapes, "--reps", 1, "--csv", "--vs", "onednn", "--explain")
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(out.splitlines()[0], HEADER)
-        rows = list(csv.reader(io.StringIO("\n".join(out.splitlines()[1:]))))
-        self.check_rows(rows, DIRS, 2, onednn=True)
-        # Every comparison was made: y, dx, dw and db for each problem.
-        for what in ["fwd y", "bwd_d dx", "bwd_w dw", "bwd_w db"]:
-            self.assertEqual(len(re.findall(rf"{what}: max \|convkit - oneDNN\|", err)), len(PROBLEMS), what)
+        # Both with the weights packed once (the default) and packed at every call.
+        for weights in ["packed", "per_call"]:
+            rc, out, err = run("bench", "--shapes", self.shapes, "--reps", 1, "--csv", "--vs", "onednn", "--explain",
+                               "--weights", weights)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out.splitlines()[0], HEADER)
+            rows = list(csv.reader(io.StringIO("\n".join(out.splitlines()[1:]))))
+            self.check_rows(rows, DIRS, 2, onednn=True)
+            # Every comparison was made: y, dx, dw and db for each problem.
+            for what in ["fwd y", "bwd_d dx", "bwd_w dw", "bwd_w db"]:
+                self.assertEqual(len(re.findall(rf"{what}: max \|convkit - oneDNN\|", err)), len(PROBLEMS), what)
 
     @unittest.skipUnless(HAVE_ONEDNN, "this convkit was built without oneDNN")
     def test_disagreement_is_caught(self):
