@@ -28,6 +28,14 @@ struct Weight {
   bool trainable = true;
 };
 
+// Weights packed once for inference (Layer::freeze_for_inference): the plan made for Conv2dWeights::packed_once
+// and its packed copy of the kernel, remade when the input shape changes.
+struct FrozenWeights {
+  bool on = false;
+  std::optional<Conv2dPlan> plan;
+  std::vector<float> packed;
+};
+
 enum class Initializer { glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, zeros, ones };
 std::string to_string(Initializer init);
 Initializer parse_initializer(std::string_view name);
@@ -80,6 +88,13 @@ class Layer {
 
   virtual std::vector<Weight*> weights() { return {}; }
   std::vector<const Weight*> weights() const;
+
+  // Inference over weights that stay fixed (Sequential::predict, evaluate): while on, forward(x, false) may run on
+  // weights packed once (Conv2dWeights::packed_once: Conv2D, Dense) instead of packing them at every call; off
+  // drops the packed copy. The caller guarantees the weights do not change while it is on (Sequential's
+  // FrozenForInference guard). The results agree with the unfrozen forward within the plan's tolerance (the
+  // plan may choose another algorithm when packing is free).
+  virtual void freeze_for_inference(bool on) { (void)on; }
   int64_t count_params(bool trainable) const;
 
  protected:
@@ -123,6 +138,7 @@ class Conv2D final : public Layer {
   const Tensor& forward_step(const Tensor& x, bool training) override;
   Tensor& backward_step(Tensor& dy, bool need_dx) override;
   std::vector<Weight*> weights() override;
+  void freeze_for_inference(bool on) override;
   const Conv2dPlan& plan_for(const Shape& input_shape);
 
  private:
@@ -130,6 +146,7 @@ class Conv2D final : public Layer {
   Conv2dParams fused_;  // opts_.conv with the fusable part of the activation
   Weight kernel_, bias_;
   std::optional<Conv2dPlan> plan_;
+  FrozenWeights frozen_;
   Tensor x_, y_, dx_;             // x_: forward()'s copy of its input; y_, dx_: the step buffers
   const Tensor* step_x_ = nullptr;  // the input of the last forward_step
   std::vector<unsigned char> workspace_;
@@ -253,12 +270,15 @@ class Dense final : public Layer {
   const Tensor& forward_step(const Tensor& x, bool training) override;
   Tensor& backward_step(Tensor& dy, bool need_dx) override;
   std::vector<Weight*> weights() override;
+  void freeze_for_inference(bool on) override;
 
  private:
   const Conv2dPlan& plan_for(int64_t rows, int64_t features);
+  Conv2dParams as_conv() const;
   DenseOptions opts_;
   Weight kernel_, bias_;
   std::optional<Conv2dPlan> plan_;
+  FrozenWeights frozen_;
   Tensor x_, y_, dx_;               // x_: forward()'s copy of its input; y_, dx_: the step buffers
   const Tensor* step_x_ = nullptr;  // the input of the last forward_step
   std::vector<unsigned char> workspace_;

@@ -11,6 +11,21 @@
 
 namespace convkit {
 
+class Sequential;
+
+// While alive, every layer of the model may run forward(x, false) on weights packed once
+// (Layer::freeze_for_inference); the weights must not change meanwhile. predict() and evaluate() hold one.
+class FrozenForInference {
+ public:
+  explicit FrozenForInference(Sequential& model);
+  ~FrozenForInference();
+  FrozenForInference(const FrozenForInference&) = delete;
+  FrozenForInference& operator=(const FrozenForInference&) = delete;
+
+ private:
+  Sequential& model_;
+};
+
 class Sequential {
  public:
   explicit Sequential(std::string name = "sequential") : name_(std::move(name)) {}
@@ -53,7 +68,7 @@ class Sequential {
   // dL/dx, or, with input_gradient false (training), an empty tensor and skips the first layer's dL/dx.
   Tensor forward(const Tensor& x, bool training);
   Tensor backward(const Tensor& dy, bool input_gradient = true);
-  // Inference in batches of batch_size.
+  // Inference in batches of batch_size, with the weights packed once for the whole call (FrozenForInference).
   Tensor predict(const Tensor& x, int batch_size = 256);
 
   std::vector<Weight*> weights();  // every layer's, in order

@@ -88,8 +88,14 @@ Tensor Conv2D::backward(const Tensor& dy) {
   return backward_step(dz, true);
 }
 
-const Tensor& Conv2D::forward_step(const Tensor& x, bool) {
+const Tensor& Conv2D::forward_step(const Tensor& x, bool training) {
   check_input(x);
+  if (frozen_.on && !training) {
+    step_x_ = nullptr;  // no backward from an inference pass
+    return nn::frozen_forward_step(frozen_, fused_, x.shape(), opts_.activation, x, kernel_,
+                                   fused_.use_bias ? &bias_ : nullptr, y_, conv2d_output_shape(fused_, x.shape()),
+                                   workspace_);
+  }
   const Conv2dPlan& plan = plan_for(x.shape());
   step_x_ = &x;
   return nn::plan_forward_step(plan, opts_.activation, x, kernel_, fused_.use_bias ? &bias_ : nullptr, y_,
@@ -102,6 +108,8 @@ Tensor& Conv2D::backward_step(Tensor& dy, bool need_dx) {
   return nn::plan_backward_step(plan, opts_.activation, *step_x_, y_, dy, kernel_,
                                 fused_.use_bias ? &bias_ : nullptr, dx_, need_dx, workspace_);
 }
+
+void Conv2D::freeze_for_inference(bool on) { nn::set_frozen(frozen_, on); }
 
 std::vector<Weight*> Conv2D::weights() {
   if (!built_) return {};

@@ -33,15 +33,18 @@ void Dense::build(const Shape& s, Rng& rng) {
   }
 }
 
+Conv2dParams Dense::as_conv() const {
+  return Conv2dParams{.filters = opts_.units, .kernel_size = {1, 1}, .use_bias = opts_.use_bias,
+                      .activation = opts_.activation.fused().value_or(Activation::none)};
+}
+
 const Conv2dPlan& Dense::plan_for(int64_t rows, int64_t features) {
   const Shape pixels{rows, 1, 1, features};
-  if (!plan_ || plan_->geometry().input_shape() != pixels) {
-    Conv2dParams p{.filters = opts_.units, .kernel_size = {1, 1}, .use_bias = opts_.use_bias,
-                   .activation = opts_.activation.fused().value_or(Activation::none)};
-    plan_ = Conv2dPlan::create(p, pixels);
-  }
+  if (!plan_ || plan_->geometry().input_shape() != pixels) plan_ = Conv2dPlan::create(as_conv(), pixels);
   return *plan_;
 }
+
+void Dense::freeze_for_inference(bool on) { nn::set_frozen(frozen_, on); }
 
 Tensor Dense::forward(const Tensor& x, bool training) {
   check_input(x);
@@ -54,9 +57,15 @@ Tensor Dense::backward(const Tensor& dy) {
   return backward_step(dz, true);
 }
 
-const Tensor& Dense::forward_step(const Tensor& x, bool) {
+const Tensor& Dense::forward_step(const Tensor& x, bool training) {
   check_input(x);
   const int64_t k = x.shape().back(), m = x.size() / k;
+  if (frozen_.on && !training) {
+    step_x_ = nullptr;  // no backward from an inference pass
+    return nn::frozen_forward_step(frozen_, as_conv(), {m, 1, 1, k}, opts_.activation, x, kernel_,
+                                   opts_.use_bias ? &bias_ : nullptr, y_, compute_output_shape(x.shape()),
+                                   workspace_);
+  }
   const Conv2dPlan& plan = plan_for(m, k);
   step_x_ = &x;
   return nn::plan_forward_step(plan, opts_.activation, x, kernel_, opts_.use_bias ? &bias_ : nullptr, y_,

@@ -113,6 +113,7 @@ EvalResult evaluate(Sequential& model, const Tensor& x, const Tensor& y, const L
   std::vector<int64_t> idx(static_cast<std::size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
   EvalResult r;
+  const FrozenForInference frozen(model);  // the weights are packed once for the whole pass
   for (int64_t start = 0; start < n; start += batch_size) {
     const std::size_t end = std::size_t(std::min<int64_t>(n, start + batch_size));
     const Tensor xb = gather_rows(x, idx, std::size_t(start), end), yb = gather_rows(y, idx, std::size_t(start), end);

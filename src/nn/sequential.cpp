@@ -202,9 +202,18 @@ Tensor Sequential::backward(const Tensor& dy, bool input_gradient) {
   return input_gradient ? *g : Tensor();
 }
 
+FrozenForInference::FrozenForInference(Sequential& model) : model_(model) {
+  for (std::size_t i = 0; i < model_.size(); ++i) model_.layer(i).freeze_for_inference(true);
+}
+
+FrozenForInference::~FrozenForInference() {
+  for (std::size_t i = 0; i < model_.size(); ++i) model_.layer(i).freeze_for_inference(false);
+}
+
 Tensor Sequential::predict(const Tensor& x, int batch_size) {
   if (batch_size <= 0) throw Error(cat("predict: batch_size must be positive, got ", batch_size));
   if (x.rank() < 1 || x.dim(0) == 0) throw Error(cat("predict: empty input ", shape_to_string(x.shape())));
+  const FrozenForInference frozen(*this);
   const int64_t n = x.dim(0), row = x.size() / n;
   Tensor out;
   for (int64_t start = 0; start < n; start += batch_size) {

@@ -48,6 +48,33 @@ inline const Tensor& plan_forward_step(const Conv2dPlan& plan, const ActivationF
   return y;
 }
 
+// The same at inference over frozen weights (Layer::freeze_for_inference): the plan for `input` with the weights
+// packed once, made and packed when the input shape changes (a last, smaller batch), then forward_packed.
+inline const Tensor& frozen_forward_step(FrozenWeights& f, const Conv2dParams& p, const Shape& input,
+                                         const ActivationFn& act, const Tensor& x, const Weight& kernel,
+                                         const Weight* bias, Tensor& y, const Shape& y_shape,
+                                         std::vector<unsigned char>& workspace) {
+  if (!f.plan || f.plan->geometry().input_shape() != input) {
+    f.plan = Conv2dPlan::create(p, input, Conv2dAlgorithm::automatic, Conv2dWeights::packed_once);
+    f.packed.assign(f.plan->packed_weights_size(), 0.0f);
+    f.plan->pack_weights(kernel.value.data(), f.packed.data());
+  }
+  ensure_shape(y, y_shape);
+  f.plan->forward_packed(x.data(), kernel.value.data(), f.packed.data(), bias ? bias->value.data() : nullptr,
+                         y.data(), ensure_bytes(workspace, f.plan->workspace_size()));
+  if (!act.fused()) act.forward(y);
+  return y;
+}
+
+// Turns frozen inference on or off; off frees the packed copy.
+inline void set_frozen(FrozenWeights& f, bool on) {
+  f.on = on;
+  if (!on) {
+    f.plan.reset();
+    f.packed = std::vector<float>();
+  }
+}
+
 // Backward from dL/dy (overwritten with dL/d(pre-activation)): the kernel's and bias's gradients, and dL/dx into dx
 // (x's shape) unless need_dx is false (then dx is emptied).
 inline Tensor& plan_backward_step(const Conv2dPlan& plan, const ActivationFn& act, const Tensor& x, const Tensor& y,

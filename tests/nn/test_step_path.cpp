@@ -4,6 +4,8 @@
 // after the caller's input is gone, after a move of the model, and with the first layer's dL/dx skipped.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -128,6 +130,64 @@ TEST(NnStepPath, InferenceDropoutIsTheIdentityAndLeavesTrainingAlone) {
   const Tensor dy = random_tensor({3, 3}, 62);
   expect_bitwise(model.forward(x, true), chain.forward(x), "training output");
   expect_bitwise(model.backward(dy), chain.backward(dy), "training input gradient");
+}
+
+
+// Weights packed once for inference (FrozenForInference, held by predict and evaluate): the same predictions as
+// the per-call forward within the convolution tolerance, over a last partial batch (another plan and packing),
+// and never stale: changing the weights between two predict() calls changes the prediction accordingly.
+Sequential wide_cnn() {
+  Sequential m;
+  m.add<InputLayer>(Shape{12, 12, 24});
+  // 3x3 stride 1 with >= 16 channels: a layer where packing once may change the algorithm (winograd).
+  m.add<Conv2D>(Conv2dLayerOptions{.conv = {.filters = 32, .kernel_size = {3, 3}, .padding = Padding::same()},
+                                   .activation = ActivationFn::parse("relu")});
+  m.add<Conv2D>(Conv2dLayerOptions{.conv = {.filters = 16, .kernel_size = {1, 1}}});
+  m.add<Flatten>();
+  m.add<Dense>(DenseOptions{.units = 7});
+  m.build(5);
+  return m;
+}
+
+void expect_close(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  float scale = 0.0f;
+  for (float v : want.values()) scale = std::max(scale, std::abs(v));
+  for (int64_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got.data()[i], want.data()[i], 1e-4f * (1.0f + scale)) << what << " element " << i;
+}
+
+TEST(NnStepPath, PredictOnFrozenWeightsMatchesTheForwardAndFollowsWeightChanges) {
+  for (auto make : {small_cnn, wide_cnn}) {
+    Sequential model = make();
+    Shape in = model.input_shape();
+    in[0] = 11;
+    const Tensor x = random_tensor(in, 71);
+    const Tensor per_call = model.forward(x, false);
+    expect_close(model.predict(x, 4), per_call, "predict in batches of 4 (last one of 3)");
+    expect_close(model.predict(x, 11), per_call, "predict in one batch");
+    // Inside a frozen scope, forward(x, false) runs on the packed weights too.
+    {
+      const FrozenForInference frozen(model);
+      expect_close(model.forward(x, false), per_call, "forward inside FrozenForInference");
+    }
+    // A weight change between two predictions is seen (nothing packed survives the scope).
+    for (Weight* w : model.weights())
+      for (float& v : w->value.values()) v = v * 0.5f + 0.01f;
+    const Tensor changed = model.forward(x, false);
+    // The same batch shape as the last frozen pass: a plan kept across scopes would reuse the old packing.
+    expect_close(model.predict(x, 11), changed, "predict after the weights changed");
+    expect_close(model.predict(x, 4), changed, "predict in batches after the weights changed");
+    float diff = 0.0f;
+    for (int64_t i = 0; i < changed.size(); ++i) diff = std::max(diff, std::abs(changed.data()[i] - per_call.data()[i]));
+    EXPECT_GT(diff, 1e-3f) << "the weight change should have changed the prediction";
+    // Training still works after inference (the step buffers are not left pointing at an inference pass).
+    Shape out = model.output_shape();
+    out[0] = 11;
+    model.forward(x, true);
+    const Tensor dx = model.backward(random_tensor(out, 72));
+    EXPECT_EQ(dx.shape(), x.shape());
+  }
 }
 
 }  // namespace
