@@ -8,7 +8,8 @@
 // the roofline bound min(peak, intensity x bandwidth), both measured at start-up (FMA loop and streaming triad).
 // With --vs onednn the same problem also runs through oneDNN (NHWC activations, weights in oneDNN's preferred
 // layout, reordered once outside the timed loop, same thread count), the two results are compared (a disagreement
-// is an error), and ratio = onednn_ms / convkit_ms (> 1: convkit is faster). By default convkit's weights are
+// is an error), and ratio = onednn_ms / convkit_ms (> 1: convkit is faster). The two libraries are timed in
+// alternating blocks (time_pair_ms), so that load from elsewhere falls on both. By default convkit's weights are
 // likewise packed once before timing (Conv2dWeights::packed_once: forward_packed, backward_data_packed);
 // --weights per_call times the training situation, where convkit packs them at every call.
 #include <unistd.h>
@@ -25,6 +26,8 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "commands.hpp"
@@ -154,15 +157,36 @@ double median(std::vector<double> v) {
 }
 
 // Median milliseconds of `reps` runs after one warm-up run.
-double time_ms(const std::function<void()>& run, int reps) {
+// `count` timed runs of `run` appended to ms, after one untimed warm-up run.
+void time_block(const std::function<void()>& run, int count, std::vector<double>& ms) {
   run();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
+  for (int r = 0; r < count; ++r) {
     const Clock::time_point t0 = Clock::now();
     run();
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
+}
+
+double time_ms(const std::function<void()>& run, int reps) {
+  std::vector<double> ms;
+  time_block(run, reps, ms);
   return median(ms);
+}
+
+// The medians of `reps` timed runs of a and of b, taken in alternating blocks (a warm-up, then a share of the
+// reps, for a, then for b, kBenchRounds times): a spell of load from elsewhere on the machine then falls on both
+// libraries instead of on whichever ran during it, while each block still runs with the caches its own previous
+// run left, as back-to-back runs do.
+constexpr int kBenchRounds = 5;
+std::pair<double, double> time_pair_ms(const std::function<void()>& a, const std::function<void()>& b, int reps) {
+  std::vector<double> ma, mb;
+  const int rounds = std::min(reps, kBenchRounds);
+  for (int k = 0; k < rounds; ++k) {
+    const int count = reps / rounds + (k < reps % rounds ? 1 : 0);
+    time_block(a, count, ma);
+    time_block(b, count, mb);
+  }
+  return {median(ma), median(mb)};
 }
 
 struct Machine {
@@ -246,7 +270,10 @@ class Printer {
       return;
     }
     std::cout << "convkit bench: " << shapes << ", " << s.problems.size() << " problems, " << s.threads
-              << " threads, ISA " << to_string(m.isa) << ", median of " << s.reps << " runs after a warm-up, weights "
+              << " threads, ISA " << to_string(m.isa) << ", median of " << s.reps << " runs"
+              << (s.onednn ? cat(" in ", std::min(s.reps, kBenchRounds), " blocks alternating with oneDNN's, each")
+                           : std::string())
+              << " after a warm-up, weights "
               << (s.weights == Conv2dWeights::packed_once ? "packed once outside the timed loop (both libraries)"
                                                           : "packed by convkit at every call")
               << "\n"
@@ -376,10 +403,8 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
     r.problem = &p;
     r.dir = d;
     r.algorithm = plan.algorithm();
-    r.ms = time_ms(run, s.reps);
-    r.gflops = flop / (r.ms * 1e6);
-    r.pct = 100.0 * r.gflops / roof;
     r.memory_bound = intensity * m.bandwidth_gbs < m.peak_gflops;
+    if (!s.onednn) r.ms = time_ms(run, s.reps);
 #ifdef CONVKIT_HAVE_ONEDNN
     if (s.onednn) {
       std::vector<float> theirs(out.size()), their_db(db.size());
@@ -392,7 +417,7 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
       buf.db = their_db.data();
       OnednnConv conv(g, d, buf);
       if (o.explain) std::cerr << "  " << dir_name(d) << " oneDNN implementation: " << conv.implementation() << "\n";
-      r.onednn_ms = time_ms([&] { conv.run(); }, s.reps);
+      std::tie(r.ms, r.onednn_ms) = time_pair_ms(run, [&] { conv.run(); }, s.reps);
       conv.finish();
       const double reduction = d == BenchDir::fwd     ? double(g.ic_per_group() * g.kh * g.kw)
                                : d == BenchDir::bwd_d ? double(g.oc_per_group() * g.kh * g.kw)
@@ -404,6 +429,8 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
 #else
     (void)o;
 #endif
+    r.gflops = flop / (r.ms * 1e6);
+    r.pct = 100.0 * r.gflops / roof;
     printer.row(r);
     rows.push_back(r);
   }
