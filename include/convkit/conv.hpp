@@ -120,14 +120,17 @@ class Conv2dImpl;  // one algorithm's plan (src/ops/conv2d_algorithms.hpp)
 }
 
 // The algorithms behind Conv2dPlan, in the order they are tried (the first that supports the geometry wins):
-//   gemm_1x1:      1x1 kernel, stride 1, no padding: a plain GEMM over the NHWC rows;
+//   gemm_1x1:      1x1 kernel, no padding, any stride: a GEMM over the NHWC rows (strided: rows via offsets);
 //   depthwise:     groups == input channels (> 1): a kernel vectorised over channels;
 //   winograd:      3x3, stride 1, dilation 1, groups 1: Winograd F(4x4, 3x3) (36 GEMMs between transforms); taken
 //                  automatically only where it was measured to pay (explain() says why not elsewhere), and with
 //                  its own, looser error bound (docs/numerics.md, "Winograd");
+//   kernel_rows:   few input channels per group (image stems), dilation 1 along the width: GEMMs whose reduction
+//                  runs along whole kernel rows (KW * IC/G contiguous floats of a padded copy); taken automatically
+//                  only where it was measured to pay;
 //   implicit_gemm: everything else: GEMM through an indirection table of input rows (no im2col copy);
 //   reference:     the plain loops of src/ref, which support every valid configuration.
-enum class Conv2dAlgorithm { automatic, gemm_1x1, depthwise, winograd, implicit_gemm, reference };
+enum class Conv2dAlgorithm { automatic, gemm_1x1, depthwise, winograd, kernel_rows, implicit_gemm, reference };
 
 // How the caller hands the plan its weights. per_call: the kernel changes between calls (training), so whatever an
 // algorithm packs it packs at every call, and the choice of algorithm counts that cost. packed_once: the caller

@@ -10,7 +10,7 @@ namespace {
         uk::f32_wgrad_##MR##x##NR##__##isa, uk::f32_dwconv__##isa, uk::f32_dwconv_reduce__##isa,            \
         uk::f32_dwconv_wgrad__##isa, "f32_gemm_" #MR "x" #NR "__" #isa, "f32_igemm_" #MR "x" #NR "__" #isa, \
         "f32_wgrad_" #MR "x" #NR "__" #isa, "f32_dwconv__" #isa, uk::f32_dwconv3x3_row__##isa,              \
-        uk::f32_dwconv3x3_row_wgrad__##isa                                                                  \
+        uk::f32_dwconv3x3_row_wgrad__##isa, uk::f32_dwconv3x3_row_bwd2__##isa                               \
   }
 
 const KernelTable kGeneric = CONVKIT_KERNEL_TABLE(generic, 4, 8);

@@ -21,8 +21,9 @@ struct KernelTable {
   const char* igemm_name;
   const char* wgrad_name;
   const char* dwconv_name;
-  uk::Dwconv3x3RowFn dwconv3x3_row;  // depthwise 3x3 along the interior of an output row
+  uk::Dwconv3x3RowFn dwconv3x3_row;  // depthwise 3x3 along a whole output row (zero padding inside)
   uk::Dwconv3x3RowWgradFn dwconv3x3_row_wgrad;  // ... and its weight gradient
+  uk::Dwconv3x3RowBwd2Fn dwconv3x3_row_bwd2;    // ... and the backward data of its stride 2
 };
 
 // The kernels of `isa`; the caller checks cpu_supports(isa) first (active_isa() only returns supported ones).

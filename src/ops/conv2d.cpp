@@ -56,6 +56,8 @@ const Conv2dAlgorithmInfo kAlgorithms[] = {
     {Conv2dAlgorithm::depthwise, "depthwise kernels vectorised over channels", depthwise_supports, depthwise_create},
     {Conv2dAlgorithm::winograd, "Winograd F(4x4, 3x3): input/output transforms around 36 GEMMs per tile block",
      winograd_supports, winograd_create, winograd_pays},
+    {Conv2dAlgorithm::kernel_rows, "GEMMs over whole kernel rows (KW * IC/G contiguous floats) of a padded copy",
+     kernel_rows_supports, kernel_rows_create, kernel_rows_pays},
     {Conv2dAlgorithm::implicit_gemm, "GEMM through an indirection table of input rows (no im2col)",
      implicit_gemm_supports, implicit_gemm_create},
     {Conv2dAlgorithm::reference, "plain loops, every configuration", reference_supports, reference_create},
@@ -73,6 +75,7 @@ std::string to_string(Conv2dAlgorithm algo) {
     case Conv2dAlgorithm::gemm_1x1: return "gemm_1x1";
     case Conv2dAlgorithm::depthwise: return "depthwise";
     case Conv2dAlgorithm::winograd: return "winograd";
+    case Conv2dAlgorithm::kernel_rows: return "kernel_rows";
     case Conv2dAlgorithm::implicit_gemm: return "implicit_gemm";
     case Conv2dAlgorithm::reference: return "reference";
   }
@@ -81,10 +84,11 @@ std::string to_string(Conv2dAlgorithm algo) {
 
 Conv2dAlgorithm parse_conv2d_algorithm(std::string_view name) {
   for (Conv2dAlgorithm a : {Conv2dAlgorithm::automatic, Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::depthwise,
-                            Conv2dAlgorithm::winograd, Conv2dAlgorithm::implicit_gemm, Conv2dAlgorithm::reference})
+                            Conv2dAlgorithm::winograd, Conv2dAlgorithm::kernel_rows, Conv2dAlgorithm::implicit_gemm,
+                            Conv2dAlgorithm::reference})
     if (name == to_string(a)) return a;
   throw Error(cat("Conv2D algorithm: unknown algorithm '", name,
-                  "' (expected auto, gemm_1x1, depthwise, winograd, implicit_gemm or reference)"));
+                  "' (expected auto, gemm_1x1, depthwise, winograd, kernel_rows, implicit_gemm or reference)"));
 }
 
 Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, Conv2dAlgorithm algo,

@@ -3,7 +3,9 @@
 // problem has a path.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -77,6 +79,13 @@ std::string gemm_1x1_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> gemm_1x1_create(const Conv2dContext& ctx);
 std::string depthwise_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> depthwise_create(const Conv2dContext& ctx);
+std::string kernel_rows_supports(const Conv2dGeometry& g);
+std::string kernel_rows_pays(const Conv2dGeometry& g, Conv2dWeights weights);
+std::unique_ptr<detail::Conv2dImpl> kernel_rows_create(const Conv2dContext& ctx);
+// kernel_rows' band sizes, read when a plan is made: floats of one band's padded copy, output pixels per band of the
+// weight-gradient reduction. The tests shrink them to run many bands on small shapes.
+inline std::atomic<int64_t> g_kernel_rows_band_floats{32 * 1024};
+inline std::atomic<int64_t> g_kernel_rows_wgrad_pixels{512};
 std::string implicit_gemm_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> implicit_gemm_create(const Conv2dContext& ctx);
 std::string winograd_supports(const Conv2dGeometry& g);

@@ -2,12 +2,23 @@
 // channel o / m, so there is no reduction over channels to make a GEMM of: the kernels run over the taps, vectorised
 // over the channels (contiguous in NHWC). The kernel (KH, KW, 1, OC) is already tap-major, so forward needs no
 // packing at all.
-//   forward:          3x3 (multiplier 1): the interior of each output row through a row kernel with the weights and
-//                     a sliding window of input columns in registers, the rest through the forward indirection
-//                     table with one pixel per row (as every other shape);
-//   backward data:    the stride-phase gather of conv2d_tables.hpp (one pixel per row), the phase's taps packed;
-//   backward weights: threads over channel ranges, each summing all pixels (or, with few channels, per-thread
-//                     partial sums over pixel chunks, added at the end).
+//   3x3, multiplier 1, no dilation (the MobileNet layers): whole output rows through the row kernels
+//   (f32_dwconv3x3_row*), which take the zero padding in their stride (missing rows and columns skipped), so no
+//   table, no zero vector and no separate border pass; threads over (image, output row), and over channel ranges
+//   when there are few rows. Other padding modes: the rows and columns that touch the padding through the tables.
+//   forward:          the row kernel, bias and relu fused;
+//   backward data:    stride 1: dx is the 3x3 correlation of dz with the kernel turned by 180 degrees (packed once
+//                     by pack_weights), so the forward row kernel runs it; stride 2: its own row kernel (each dx
+//                     row from one or two dz rows, each dx column from one or two dz columns); otherwise (and for
+//                     other shapes) the stride-phase gather of conv2d_tables.hpp (one pixel per row), the phase's
+//                     taps packed;
+//   backward weights: threads over (image, output row[, channel range]), each summing its rows' 9 tap gradients
+//                     and the bias gradient in its own [10][OC] partial (thread 0 straight into dw and db), the
+//                     partials added at the end; other shapes: threads over channel ranges, each summing all pixels
+//                     (or, with few channels, per-thread partial sums over pixel chunks).
+// Measured (AVX-512, 2 threads, mb 1): MobileNet v1's depthwise layers at 1.1-1.6x oneDNN in all three directions,
+// except the 512- and 1024-channel layers with 7x7 outputs (forward ~0.8-1.2x, weight gradient ~0.7-0.9x): there a
+// pixel is 2-4 KiB, so (likely) a tile's columns, weights and sums fall in few L1 sets and come from L2.
 #include <algorithm>
 
 #include "ops/conv2d_algorithms.hpp"
@@ -26,6 +37,10 @@ constexpr int64_t kChunk = 32;
 constexpr int64_t kChannelBlock = 32;
 // Pixels per backward-weights call of the channel split: 128 x 32 channels of x (9 taps' rows) and dz stay in L1/L2.
 constexpr int64_t kWgradChunk = 128;
+// The row kernels' threads: at least this many work items per thread, splitting the channels (in blocks of
+// kRowChannelBlock) when there are not rows enough.
+constexpr int64_t kRowItemsPerThread = 8;
+constexpr int64_t kRowChannelBlock = 64;
 
 class Depthwise final : public detail::Conv2dImpl {
  public:
@@ -37,21 +52,34 @@ class Depthwise final : public detail::Conv2dImpl {
         bwd_(backward_data_table(gb_, 1)) {
     const Conv2dGeometry& g = ctx_.g;
     mult_ = g.oc / g.ic;
-    // The row kernel: 3x3, multiplier 1, no dilation; output columns [col_lo_, col_hi_] have all three input
-    // columns inside the input (first column ox * sw - pad_left >= 0, last + 2 <= iw - 1).
+    // The row kernels: 3x3, multiplier 1, no dilation. With zero padding they run whole rows; with another mode,
+    // output columns [col_lo_, col_hi_] of the rows inside the input (all three input columns inside: first column
+    // ox * sw - pad_left >= 0, last + 2 <= iw - 1), the rest through the tables.
     row_kernel_ = g.kh == 3 && g.kw == 3 && g.dh == 1 && g.dw == 1 && mult_ == 1;
     col_lo_ = (g.pad_left + g.sw - 1) / g.sw;
     col_hi_ = g.iw - 3 + g.pad_left < 0 ? -1 : std::min(g.ow - 1, (g.iw - 3 + g.pad_left) / g.sw);
-    // dx column ix reads dz columns ix + pad_left - 2 .. ix + pad_left.
+    // Backward data, stride 1, zero padding: the forward row kernel with the kernel turned by 180 degrees.
     bwd_row_ = row_kernel_ && g.sh == 1 && g.sw == 1 && !fold_;
-    bwd_col_lo_ = std::max<int64_t>(0, 2 - g.pad_left);
-    bwd_col_hi_ = std::min(g.iw - 1, g.ow - 1 - g.pad_left);
+    // Backward data, stride 2, zero padding: the stride-2 transposed row kernel (no packing: the kernel as it is).
+    bwd_row2_ = row_kernel_ && g.sh == 2 && g.sw == 2 && !fold_;
+    // Row kernels' work items: (image, row) x channel ranges of row_cblock_ channels.
+    const int64_t rows = g.n * std::max(g.oh, g.ih);
+    row_cblock_ = g.oc;
+    if (rows < kRowItemsPerThread * ctx_.threads && !needs_post_activation(ctx_.activation)) {
+      const int64_t want = (kRowItemsPerThread * ctx_.threads + rows - 1) / rows;
+      row_cblock_ = std::max(kRowChannelBlock, (g.oc / want + kRowChannelBlock - 1) / kRowChannelBlock * kRowChannelBlock);
+    }
     // Backward weights splits the channels when there are blocks enough for every thread, and otherwise the pixels
     // with per-thread partial sums, no more of them than fit in the input's size (the workspace bound).
     const int64_t channel_blocks = (g.oc + kChannelBlock * mult_ - 1) / (kChannelBlock * mult_);
-    wgrad_channel_split_ = channel_blocks >= ctx_.threads;
-    wgrad_threads_ = static_cast<int>(
-        std::clamp<int64_t>(g.n * g.ih * g.iw * g.ic / std::max<int64_t>(1, g.kh * g.kw * g.oc), 1, ctx_.threads));
+    wgrad_channel_split_ = !row_kernel_ && channel_blocks >= ctx_.threads;
+    const int64_t input = g.n * g.ih * g.iw * g.ic;
+    wgrad_threads_ =
+        row_kernel_
+            // The row path: thread 0 sums into dw and db, the others into [10][OC] partials.
+            ? static_cast<int>(std::clamp<int64_t>(1 + input / std::max<int64_t>(1, 10 * g.oc), 1, ctx_.threads))
+            : static_cast<int>(
+                  std::clamp<int64_t>(input / std::max<int64_t>(1, g.kh * g.kw * g.oc), 1, ctx_.threads));
     for (std::size_t s = 0; s < bwd_.segments.size(); ++s) {
       const IndirectionTable::Segment& seg = bwd_.segments[s];
       bwd_seg_offset_.push_back(bwd_pack_floats_);
@@ -70,16 +98,35 @@ class Depthwise final : public detail::Conv2dImpl {
   }
 
   std::string kernels() const override {
-    const std::string isa = to_string(ctx_.k->isa);
-    return (row_kernel_ ? "f32_dwconv3x3_row__" + isa + " (row interiors), " : std::string()) + ctx_.k->dwconv_name +
+    const std::string isa = to_string(ctx_.k->isa), table = ctx_.k->dwconv_name;
+    if (row_kernel_)
+      return "f32_dwconv3x3_row__" + isa + ", f32_dwconv3x3_row_wgrad__" + isa +
+             (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
+             (bwd_row_    ? ""
+              : bwd_row2_ ? ", f32_dwconv3x3_row_bwd2__" + isa + " (backward data)"
+                          : ", " + table + " (backward data)");
+    return table +
            (mult_ == 1 ? "" : " (channel multiplier > 1: input lanes permuted to the output channels)");
+  }
+
+  std::size_t packed_weights_floats() const override {
+    return bwd_row_ ? static_cast<std::size_t>(9 * ctx_.g.oc) : 0;
+  }
+  // The kernel turned by 180 degrees, for backward data's row kernel.
+  void pack_weights(const float* w, float* packed) const override {
+    if (bwd_row_) flip(w, packed);
+  }
+  void backward_data_packed(const float* dz, const float* w, const float* packed, float* dx, void* ws) const override {
+    if (bwd_row_ && packed)
+      backward_data_rows(dz, packed, dx);
+    else
+      backward_data(dz, w, dx, ws);
   }
 
   void forward(const float* x, const float* w, const float* b, float* y, void* ws) const override {
     const Conv2dGeometry& g = ctx_.g;
     WorkspaceCarver carver(ws);
     float* zero = carve_forward(carver);
-    std::fill_n(zero, g.ic, 0.0f);
     const uk::GemmParams params = gemm_params(ctx_.activation);
     const bool post = needs_post_activation(ctx_.activation);
     const int64_t pixels = g.oh * g.ow, chunks = (pixels + kChunk - 1) / kChunk, taps = g.kh * g.kw;
@@ -93,6 +140,9 @@ class Depthwise final : public detail::Conv2dImpl {
                      fwd_.c_off.data() + p0, &params);
       if (post) activation_forward(ctx_.activation, y_n + p0 * g.oc, np * g.oc);
     };
+    if (!row_kernel_ || fold_) {
+      if (zero) std::fill_n(zero, g.ic, 0.0f);
+    }
     if (!row_kernel_) {
       parallel_for(ctx_.threads, g.n * chunks, [&](int64_t i0, int64_t i1, int) {
         for (int64_t it = i0; it < i1; ++it) {
@@ -102,24 +152,41 @@ class Depthwise final : public detail::Conv2dImpl {
       });
       return;
     }
-    // 3x3: threads over (image, output row); the interior of a row, where all 9 taps are inside the input, through
-    // the row kernel, its ends (and the rows that touch the padding) through the table.
-    parallel_for(ctx_.threads, g.n * g.oh, [&](int64_t i0, int64_t i1, int) {
+    // 3x3: threads over (image, output row, channel range).
+    const int64_t cblocks = (g.oc + row_cblock_ - 1) / row_cblock_;
+    parallel_for(ctx_.threads, g.n * g.oh * cblocks, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t n = it / g.oh, oy = it % g.oh, iy = oy * g.sh - g.pad_top, p_row = oy * g.ow;
-        if (iy < 0 || iy + 2 >= g.ih || col_hi_ < col_lo_) {
-          indirect(n, p_row, g.ow);
+        const int64_t row = it / cblocks, c0 = (it % cblocks) * row_cblock_, cb = std::min(row_cblock_, g.oc - c0);
+        const int64_t n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top, p_row = oy * g.ow;
+        const float* x_n = x + n * x_image + c0;
+        float* out = y + n * y_image + p_row * g.oc + c0;
+        if (!fold_) {
+          // The whole row; the rows and columns in the padding are skipped.
+          const float* rows[3];
+          for (int64_t ky = 0; ky < 3; ++ky)
+            rows[ky] = iy + ky >= 0 && iy + ky < g.ih ? x_n + (iy + ky) * g.iw * g.ic : nullptr;
+          ctx_.k->dwconv3x3_row(static_cast<std::size_t>(g.ow), static_cast<std::size_t>(cb),
+                                static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows, g.iw,
+                                -g.pad_left, w + c0, b ? b + c0 : nullptr, out, &params);
+          if (post) activation_forward(ctx_.activation, out, g.ow * g.oc);
           continue;
         }
-        indirect(n, p_row, col_lo_);
-        const float* x_n = x + n * x_image + (iy * g.iw + col_lo_ * g.sw - g.pad_left) * g.ic;
-        const float* const rows[3] = {x_n, x_n + g.iw * g.ic, x_n + 2 * g.iw * g.ic};
-        float* out = y + n * y_image + (p_row + col_lo_) * g.oc;
+        // Another padding mode (cblocks == 1 there is not guaranteed: the table runs all channels, so only the
+        // first channel range does it).
+        if (iy < 0 || iy + 2 >= g.ih || col_hi_ < col_lo_) {
+          if (c0 == 0) indirect(n, p_row, g.ow);
+          continue;
+        }
+        if (c0 == 0) indirect(n, p_row, col_lo_);
+        const float* r0 = x_n + iy * g.iw * g.ic;
+        const float* const rows[3] = {r0, r0 + g.iw * g.ic, r0 + 2 * g.iw * g.ic};
         const int64_t np = col_hi_ - col_lo_ + 1;
-        ctx_.k->dwconv3x3_row(static_cast<std::size_t>(np), static_cast<std::size_t>(g.oc),
-                              static_cast<std::size_t>(g.sw), rows, w, b, out, &params);
-        if (post) activation_forward(ctx_.activation, out, np * g.oc);
-        indirect(n, p_row + col_hi_ + 1, g.ow - 1 - col_hi_);
+        ctx_.k->dwconv3x3_row(static_cast<std::size_t>(np), static_cast<std::size_t>(cb),
+                              static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows, g.iw,
+                              col_lo_ * g.sw - g.pad_left, w + c0, b ? b + c0 : nullptr, out + col_lo_ * g.oc,
+                              &params);
+        if (post) activation_forward(ctx_.activation, out + col_lo_ * g.oc, np * g.oc);
+        if (c0 == 0) indirect(n, p_row + col_hi_ + 1, g.ow - 1 - col_hi_);
       }
     });
   }
@@ -128,6 +195,15 @@ class Depthwise final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     WorkspaceCarver carver(ws);
     const BwdBuffers buf = carve_backward_data(carver);
+    if (bwd_row_) {
+      flip(w, buf.flipped);
+      backward_data_rows(dz, buf.flipped, dx);
+      return;
+    }
+    if (bwd_row2_) {
+      backward_data_rows2(dz, w, dx);
+      return;
+    }
     // The taps of each stride phase, gathered into one [tap][OC] matrix per phase.
     const int64_t segs = static_cast<int64_t>(bwd_.segments.size());
     for (int64_t s = 0; s < segs; ++s) {
@@ -140,35 +216,6 @@ class Depthwise final : public detail::Conv2dImpl {
     const uk::GemmParams params = gemm_params(Activation::none);
     const int64_t chunks = static_cast<int64_t>(bwd_chunks_.size()), dz_image = g.oh * g.ow * g.oc;
     const int64_t dx_image = gb_.ih * gb_.iw * g.ic;
-    if (bwd_row_) {
-      // Stride 1: dx is the 3x3 correlation of dz with the kernel turned by 180 degrees, so the forward row kernel
-      // runs it on the interior (dx rows and columns whose 9 dz cells all exist); the rest through the table, whose
-      // single phase lists the pixels in raster order with the taps in kernel order (buf.packed = w).
-      for (int64_t a = 0; a < 9; ++a) std::copy_n(w + (8 - a) * g.oc, g.oc, buf.flipped + a * g.oc);
-      auto indirect = [&](int64_t n, int64_t p0, int64_t np) {
-        if (np <= 0) return;
-        ctx_.k->dwconv(static_cast<std::size_t>(np), static_cast<std::size_t>(g.ic), 1, 9, dz + n * dz_image,
-                       bwd_.a_off.data() + bwd_.tile_a_begin[p0], buf.zero, buf.packed, nullptr, dx + n * dx_image,
-                       bwd_.c_off.data() + p0, &params);
-      };
-      parallel_for(ctx_.threads, g.n * g.ih, [&](int64_t i0, int64_t i1, int) {
-        for (int64_t it = i0; it < i1; ++it) {
-          const int64_t n = it / g.ih, iy = it % g.ih, oy = iy + g.pad_top - 2, p_row = iy * g.iw;
-          if (oy < 0 || oy + 2 >= g.oh || bwd_col_hi_ < bwd_col_lo_) {
-            indirect(n, p_row, g.iw);
-            continue;
-          }
-          indirect(n, p_row, bwd_col_lo_);
-          const float* r0 = dz + n * dz_image + (oy * g.ow + bwd_col_lo_ + g.pad_left - 2) * g.oc;
-          const float* const rows[3] = {r0, r0 + g.ow * g.oc, r0 + 2 * g.ow * g.oc};
-          ctx_.k->dwconv3x3_row(static_cast<std::size_t>(bwd_col_hi_ - bwd_col_lo_ + 1),
-                                static_cast<std::size_t>(g.ic), 1, rows, buf.flipped, nullptr,
-                                dx + n * dx_image + (p_row + bwd_col_lo_) * g.ic, &params);
-          indirect(n, p_row + bwd_col_hi_ + 1, g.iw - 1 - bwd_col_hi_);
-        }
-      });
-      return;
-    }
     parallel_for(ctx_.threads, g.n * chunks, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
         const Chunk& ch = bwd_chunks_[it % chunks];
@@ -194,6 +241,11 @@ class Depthwise final : public detail::Conv2dImpl {
     const WBuffers buf = carve_weights(carver);
     const int64_t pixels = g.oh * g.ow, taps = g.kh * g.kw;
     const int64_t x_image = g.ih * g.iw * g.ic, dz_image = pixels * g.oc, dw_size = taps * g.oc;
+    if (row_kernel_) {
+      backward_weights_rows(x, dz, dw, db, buf);
+      return;
+    }
+    if (buf.zero) std::fill_n(buf.zero, g.ic, 0.0f);
     if (wgrad_channel_split_) {
       // Each thread owns a range of output channels (whole blocks of kChannelBlock * mult, so that its input
       // channels start at a whole channel) and sums every pixel of every image into its slice of one [tap][OC]
@@ -208,70 +260,46 @@ class Depthwise final : public detail::Conv2dImpl {
         float* bias_sum = buf.bias_partials + c0;
         float* row_sum = buf.bias_partials + g.oc + c0;
         if (db) std::fill_n(bias_sum, cb, 0.0f);
-        auto add_bias_rows = [&](const float* dz_rows, int64_t np) {
-          if (!db) return;
-          std::fill_n(row_sum, cb, 0.0f);
-          for (int64_t q = 0; q < np; ++q)
-            for (int64_t c = 0; c < cb; ++c) row_sum[c] += dz_rows[q * g.oc + c];
-          for (int64_t c = 0; c < cb; ++c) bias_sum[c] += row_sum[c];
-        };
-        // Output pixels [p0, p0 + np) of image n through the tables, in chunks: the kernel passes over a chunk once
-        // per 8 taps, so the chunk's rows stay in cache.
-        auto indirect = [&](int64_t n, int64_t p0, int64_t np) {
-          for (int64_t q = p0; q < p0 + np; q += kWgradChunk)
-            ctx_.k->dwconv_wgrad(static_cast<std::size_t>(std::min(kWgradChunk, p0 + np - q)),
+        for (int64_t n = 0; n < g.n; ++n) {
+          // Chunks of pixels: the kernel passes over a chunk once per 8 taps, so the chunk's rows stay in cache.
+          for (int64_t q = 0; q < pixels; q += kWgradChunk)
+            ctx_.k->dwconv_wgrad(static_cast<std::size_t>(std::min(kWgradChunk, pixels - q)),
                                  static_cast<std::size_t>(cb), static_cast<std::size_t>(mult_),
                                  static_cast<std::size_t>(taps), x + n * x_image + c0 / mult_,
                                  fwd_.a_off.data() + q * taps, buf.zero, dz + n * dz_image + c0,
                                  fwd_.c_off.data() + q, part);
-        };
-        for (int64_t n = 0; n < g.n; ++n) {
-          if (!row_kernel_) {
-            indirect(n, 0, pixels);
-            for (int64_t oy = 0; oy < g.oh; ++oy) add_bias_rows(dz + n * dz_image + oy * g.ow * g.oc + c0, g.ow);
-            continue;
-          }
-          // 3x3: the interior of each output row through the row kernel (as forward), the rest through the tables.
-          for (int64_t oy = 0; oy < g.oh; ++oy) {
-            const int64_t iy = oy * g.sh - g.pad_top, p_row = oy * g.ow;
-            add_bias_rows(dz + n * dz_image + p_row * g.oc + c0, g.ow);
-            if (iy < 0 || iy + 2 >= g.ih || col_hi_ < col_lo_) {
-              indirect(n, p_row, g.ow);
-              continue;
+          if (db)
+            for (int64_t oy = 0; oy < g.oh; ++oy) {
+              const float* dz_rows = dz + n * dz_image + oy * g.ow * g.oc + c0;
+              std::fill_n(row_sum, cb, 0.0f);
+              for (int64_t q = 0; q < g.ow; ++q)
+                for (int64_t c = 0; c < cb; ++c) row_sum[c] += dz_rows[q * g.oc + c];
+              for (int64_t c = 0; c < cb; ++c) bias_sum[c] += row_sum[c];
             }
-            indirect(n, p_row, col_lo_);
-            const float* x0 = x + n * x_image + (iy * g.iw + col_lo_ * g.sw - g.pad_left) * g.ic + c0;
-            const float* const rows[3] = {x0, x0 + g.iw * g.ic, x0 + 2 * g.iw * g.ic};
-            ctx_.k->dwconv3x3_row_wgrad(static_cast<std::size_t>(col_hi_ - col_lo_ + 1), static_cast<std::size_t>(cb),
-                                        static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows,
-                                        dz + n * dz_image + (p_row + col_lo_) * g.oc + c0, part);
-            indirect(n, p_row + col_hi_ + 1, g.ow - 1 - col_hi_);
-          }
         }
         for (int64_t t = 0; t < taps; ++t) std::copy_n(part + t * cb, cb, dw + t * g.oc + c0);
         if (db) std::copy_n(bias_sum, cb, db + c0);
       });
       return;
-    } else {
-      // Few channels: each thread sums its slice of (image, pixel chunk) into its own partial dw (as many threads
-      // as wgrad_threads_, which keeps the partials within the input's size); the partials are added at the end.
-      const int64_t chunks = (pixels + kChunk - 1) / kChunk;
-      const int used = parallel_for(wgrad_threads_, g.n * chunks, [&](int64_t i0, int64_t i1, int t) {
-        float* part = buf.partials + t * dw_size;
-        std::fill_n(part, dw_size, 0.0f);
-        for (int64_t it = i0; it < i1; ++it) {
-          const int64_t n = it / chunks, p0 = (it % chunks) * kChunk, np = std::min(kChunk, pixels - p0);
-          ctx_.k->dwconv_wgrad(static_cast<std::size_t>(np), static_cast<std::size_t>(g.oc),
-                               static_cast<std::size_t>(mult_), static_cast<std::size_t>(taps), x + n * x_image,
-                               fwd_.a_off.data() + p0 * taps, buf.zero, dz + n * dz_image, fwd_.c_off.data() + p0,
-                               part);
-        }
-      });
-      for (int64_t e = 0; e < dw_size; ++e) {
-        float s = 0.0f;
-        for (int t = 0; t < used; ++t) s += buf.partials[t * dw_size + e];
-        dw[e] = s;
+    }
+    // Few channels: each thread sums its slice of (image, pixel chunk) into its own partial dw (as many threads
+    // as wgrad_threads_, which keeps the partials within the input's size); the partials are added at the end.
+    const int64_t chunks = (pixels + kChunk - 1) / kChunk;
+    const int used = parallel_for(wgrad_threads_, g.n * chunks, [&](int64_t i0, int64_t i1, int t) {
+      float* part = buf.partials + t * dw_size;
+      std::fill_n(part, dw_size, 0.0f);
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t n = it / chunks, p0 = (it % chunks) * kChunk, np = std::min(kChunk, pixels - p0);
+        ctx_.k->dwconv_wgrad(static_cast<std::size_t>(np), static_cast<std::size_t>(g.oc),
+                             static_cast<std::size_t>(mult_), static_cast<std::size_t>(taps), x + n * x_image,
+                             fwd_.a_off.data() + p0 * taps, buf.zero, dz + n * dz_image, fwd_.c_off.data() + p0,
+                             part);
       }
+    });
+    for (int64_t e = 0; e < dw_size; ++e) {
+      float s = 0.0f;
+      for (int t = 0; t < used; ++t) s += buf.partials[t * dw_size + e];
+      dw[e] = s;
     }
     if (db) bias_gradient(g.n * pixels, g.oc, dz, db, buf.bias_partials, ctx_.threads);
   }
@@ -291,18 +319,143 @@ class Depthwise final : public detail::Conv2dImpl {
     float* bias_partials;
     float* zero;
   };
-  float* carve_forward(WorkspaceCarver& ws) const { return ws.take_floats(ctx_.g.ic); }
+
+  void flip(const float* w, float* flipped) const {
+    for (int64_t a = 0; a < 9; ++a) std::copy_n(w + (8 - a) * ctx_.g.oc, ctx_.g.oc, flipped + a * ctx_.g.oc);
+  }
+
+  // Backward data, stride 1, zero padding: dx row iy is the forward row kernel over dz rows iy + pad_top - 2 + k
+  // (k < 3) with the flipped kernel, dz column ix + pad_left - 2 + kx for dx column ix.
+  void backward_data_rows(const float* dz, const float* flipped, float* dx) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const uk::GemmParams params = gemm_params(Activation::none);
+    const int64_t dz_image = g.oh * g.ow * g.oc, dx_image = g.ih * g.iw * g.ic;
+    const int64_t cblocks = (g.ic + row_cblock_ - 1) / row_cblock_;
+    parallel_for(ctx_.threads, g.n * g.ih * cblocks, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t row = it / cblocks, c0 = (it % cblocks) * row_cblock_, cb = std::min(row_cblock_, g.ic - c0);
+        const int64_t n = row / g.ih, iy = row % g.ih, oy = iy + g.pad_top - 2;
+        const float* dz_n = dz + n * dz_image + c0;
+        const float* rows[3];
+        for (int64_t k = 0; k < 3; ++k)
+          rows[k] = oy + k >= 0 && oy + k < g.oh ? dz_n + (oy + k) * g.ow * g.oc : nullptr;
+        ctx_.k->dwconv3x3_row(static_cast<std::size_t>(g.iw), static_cast<std::size_t>(cb),
+                              static_cast<std::size_t>(g.ic), 1, rows, g.ow, g.pad_left - 2, flipped + c0, nullptr,
+                              dx + n * dx_image + iy * g.iw * g.ic + c0, &params);
+      }
+    });
+  }
+
+  // Backward data, stride 2, zero padding: dx row iy gets dz row (iy + pad_top - ky) / 2 through tap row ky where
+  // that is a whole row of dz (one or two of the three); the kernel does the columns alike.
+  void backward_data_rows2(const float* dz, const float* w, float* dx) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t dz_image = g.oh * g.ow * g.oc, dx_image = g.ih * g.iw * g.ic;
+    const int64_t cblocks = (g.ic + row_cblock_ - 1) / row_cblock_;
+    parallel_for(ctx_.threads, g.n * g.ih * cblocks, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t row = it / cblocks, c0 = (it % cblocks) * row_cblock_, cb = std::min(row_cblock_, g.ic - c0);
+        const int64_t n = row / g.ih, iy = row % g.ih;
+        const float* dz_n = dz + n * dz_image + c0;
+        const float* rows[3];
+        for (int64_t ky = 0; ky < 3; ++ky) {
+          const int64_t t = iy + g.pad_top - ky;
+          rows[ky] = t >= 0 && t % 2 == 0 && t / 2 < g.oh ? dz_n + (t / 2) * g.ow * g.oc : nullptr;
+        }
+        ctx_.k->dwconv3x3_row_bwd2(static_cast<std::size_t>(g.iw), static_cast<std::size_t>(cb),
+                                   static_cast<std::size_t>(g.ic), rows, g.ow, g.pad_left, w + c0,
+                                   dx + n * dx_image + iy * g.iw * g.ic + c0);
+      }
+    });
+  }
+
+  // Backward weights, 3x3 multiplier 1: threads over (image, output row), each summing into its own [9][OC] dw and
+  // [OC] db (thread 0 into dw and db themselves), then added.
+  void backward_weights_rows(const float* x, const float* dz, float* dw, float* db, const WBuffers& buf) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t pixels = g.oh * g.ow, taps = 9;
+    const int64_t x_image = g.ih * g.iw * g.ic, dz_image = pixels * g.oc, dw_size = taps * g.oc;
+    const int64_t part_size = dw_size + g.oc;
+    if (fold_) std::fill_n(buf.zero, g.ic, 0.0f);
+    // Work items (image, output row, channel range): the ranges of the forward pass (few rows: more items to
+    // balance the threads); another padding mode runs whole rows (its tables cover every channel).
+    const int64_t cblocks = fold_ ? 1 : (g.oc + row_cblock_ - 1) / row_cblock_, cbw = fold_ ? g.oc : row_cblock_;
+    const int used = parallel_for(wgrad_threads_, g.n * g.oh * cblocks, [&](int64_t i0, int64_t i1, int t) {
+      float* pdw = t == 0 ? dw : buf.partials + (t - 1) * part_size;
+      float* pdb = db ? (t == 0 ? db : buf.partials + (t - 1) * part_size + dw_size) : nullptr;
+      std::fill_n(pdw, dw_size, 0.0f);
+      if (pdb) std::fill_n(pdb, g.oc, 0.0f);
+      // Output pixels [p0, p0 + np) of image n through the tables (another padding mode's borders).
+      auto indirect = [&](int64_t n, int64_t p0, int64_t np) {
+        if (np <= 0) return;
+        ctx_.k->dwconv_wgrad(static_cast<std::size_t>(np), static_cast<std::size_t>(g.oc), 1, 9, x + n * x_image,
+                             fwd_.a_off.data() + p0 * taps, buf.zero, dz + n * dz_image, fwd_.c_off.data() + p0,
+                             pdw);
+        if (pdb)
+          for (int64_t q = p0; q < p0 + np; ++q) {
+            const float* d = dz + n * dz_image + q * g.oc;
+            for (int64_t c = 0; c < g.oc; ++c) pdb[c] += d[c];
+          }
+      };
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t row = it / cblocks, c0 = (it % cblocks) * cbw, cb = std::min(cbw, g.oc - c0);
+        const int64_t n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top, p_row = oy * g.ow;
+        const float* x_n = x + n * x_image;
+        const float* dz_row = dz + n * dz_image + p_row * g.oc;
+        if (!fold_) {
+          const float* rows[3];
+          for (int64_t ky = 0; ky < 3; ++ky)
+            rows[ky] = iy + ky >= 0 && iy + ky < g.ih ? x_n + (iy + ky) * g.iw * g.ic + c0 : nullptr;
+          ctx_.k->dwconv3x3_row_wgrad(static_cast<std::size_t>(g.ow), static_cast<std::size_t>(cb),
+                                      static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows, g.iw,
+                                      -g.pad_left, dz_row + c0, pdw + c0, pdb ? pdb + c0 : nullptr);
+          continue;
+        }
+        if (iy < 0 || iy + 2 >= g.ih || col_hi_ < col_lo_) {
+          indirect(n, p_row, g.ow);
+          continue;
+        }
+        indirect(n, p_row, col_lo_);
+        const float* r0 = x_n + iy * g.iw * g.ic;
+        const float* const rows[3] = {r0, r0 + g.iw * g.ic, r0 + 2 * g.iw * g.ic};
+        ctx_.k->dwconv3x3_row_wgrad(static_cast<std::size_t>(col_hi_ - col_lo_ + 1), static_cast<std::size_t>(g.oc),
+                                    static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows, g.iw,
+                                    col_lo_ * g.sw - g.pad_left, dz_row + col_lo_ * g.oc, pdw, pdb);
+        indirect(n, p_row + col_hi_ + 1, g.ow - 1 - col_hi_);
+      }
+    });
+    for (int t = 1; t < used; ++t) {
+      const float* part = buf.partials + (t - 1) * part_size;
+      for (int64_t e = 0; e < dw_size; ++e) dw[e] += part[e];
+      if (db)
+        for (int64_t c = 0; c < g.oc; ++c) db[c] += part[dw_size + c];
+    }
+  }
+
+  float* carve_forward(WorkspaceCarver& ws) const {
+    return !row_kernel_ || fold_ ? ws.take_floats(ctx_.g.ic) : nullptr;
+  }
   BwdBuffers carve_backward_data(WorkspaceCarver& ws) const {
     BwdBuffers b{};
+    if (bwd_row_) {
+      b.flipped = ws.take_floats(9 * ctx_.g.oc);
+      return b;
+    }
+    if (bwd_row2_) return b;
     b.packed = ws.take_floats(bwd_pack_floats_);
     b.zero = ws.take_floats(ctx_.g.oc);
-    b.flipped = bwd_row_ ? ws.take_floats(9 * ctx_.g.oc) : nullptr;
     b.padded_dx = fold_ ? ws.take_floats(gb_.n * gb_.ih * gb_.iw * gb_.ic) : nullptr;
     return b;
   }
   WBuffers carve_weights(WorkspaceCarver& ws) const {
     const Conv2dGeometry& g = ctx_.g;
     WBuffers b{};
+    if (row_kernel_) {
+      // Threads 1.. : [9][OC] dw and [OC] db each; the zero vector of the tables' padded cells.
+      b.partials = ws.take_floats(int64_t{wgrad_threads_ - 1} * 10 * g.oc);
+      b.zero = fold_ ? ws.take_floats(g.ic) : nullptr;
+      return b;
+    }
     b.partials = ws.take_floats(int64_t{wgrad_channel_split_ ? 1 : wgrad_threads_} * g.kh * g.kw * g.oc);
     // Pixel split: one partial per thread; channel split: the sums and one row's sums, [2][OC].
     b.bias_partials = ws.take_floats(int64_t{wgrad_channel_split_ ? 2 : ctx_.threads} * g.oc);
@@ -316,10 +469,11 @@ class Depthwise final : public detail::Conv2dImpl {
   Conv2dGeometry gb_;
   IndirectionTable bwd_;
   int64_t mult_ = 1;
-  bool row_kernel_ = false;           // forward: 3x3 rows through dwconv3x3_row (interior columns below)
-  int64_t col_lo_ = 0, col_hi_ = -1;  // the output columns whose taps are all inside the input
-  bool bwd_row_ = false;                      // backward data: stride 1, zero padding, through the row kernel
-  int64_t bwd_col_lo_ = 0, bwd_col_hi_ = -1;  // the dx columns whose 3 dz columns all exist
+  bool row_kernel_ = false;           // 3x3, multiplier 1, no dilation: the row kernels
+  int64_t col_lo_ = 0, col_hi_ = -1;  // another padding mode: the output columns whose taps are all inside the input
+  bool bwd_row_ = false;              // backward data: stride 1, zero padding, through the row kernel
+  bool bwd_row2_ = false;             // backward data: stride 2, zero padding, through its row kernel
+  int64_t row_cblock_ = 0;            // the row kernels' channels per work item
   bool wgrad_channel_split_ = false;  // backward weights: threads over channel ranges (else over pixels)
   int wgrad_threads_ = 1;             // threads of the pixel split (each with a partial dw)
   std::vector<int64_t> bwd_seg_offset_;

@@ -1,8 +1,13 @@
-// gemm_1x1: a 1x1 convolution with stride 1 and no padding is a plain GEMM over the NHWC rows:
-//   forward:          y (N*H*W, OC) = x (N*H*W, IC) . w (IC, OC)      (per group: column slices)
-//   backward data:    dx (N*H*W, IC) = dz (N*H*W, OC) . w^T
-//   backward weights: the shared reduction of conv2d_wgrad.hpp (one tap, every pixel).
+// gemm_1x1: a 1x1 convolution with no padding is a GEMM over the NHWC rows of the output pixels:
+//   forward:          y (N*OH*OW, OC) = x (N*OH*OW source pixels, IC) . w (IC, OC)     (per group: column slices)
+//   backward data:    dx (source pixels, IC) = dz (N*OH*OW, OC) . w^T; with a stride, the other pixels of dx are 0
+//   backward weights: the shared reduction of conv2d_wgrad.hpp (one tap, every output pixel).
+// With stride 1 the source pixels are all of x, contiguous; with a stride (sh, sw) output pixel (oy, ox) reads input
+// pixel (oy * sh, ox * sw): the rows go through a one-tap offset table and the indirect GEMM kernel (no copy). Each
+// input pixel is the source of at most one output pixel, so backward data writes its rows once (no scatter-add).
 #include <algorithm>
+#include <numeric>
+#include <vector>
 
 #include "ops/conv2d_algorithms.hpp"
 #include "ops/conv2d_pack.hpp"
@@ -13,10 +18,12 @@ namespace convkit::ops {
 
 namespace {
 
-// The rows of a 1x1, stride-1, unpadded convolution are contiguous across the images, so the weight gradient may
-// reduce over all N * H * W of them as one tall image: each dw tile is then written once per 256-pixel chunk
-// instead of once per image (Dense runs here with one pixel per image: 64 passes over dw per step otherwise).
+// With stride 1 the rows are contiguous across the images, so the weight gradient may reduce over all N * H * W of
+// them as one tall image: each dw tile is then written once per 256-pixel chunk instead of once per image (Dense
+// runs here with one pixel per image: 64 passes over dw per step otherwise). (Strided, IH = OH * SH would allow
+// it too, but measured slower on res4a_branch1 at mb 32, one thread: 41-43 ms against 37-41 ms per image.)
 Conv2dContext as_one_image(Conv2dContext ctx) {
+  if (ctx.g.sh != 1 || ctx.g.sw != 1) return ctx;
   ctx.g.ih *= ctx.g.n;
   ctx.g.oh *= ctx.g.n;
   ctx.g.n = 1;
@@ -27,28 +34,116 @@ class Gemm1x1 final : public detail::Conv2dImpl {
  public:
   explicit Gemm1x1(const Conv2dContext& ctx) : ctx_(ctx), wgrad_(as_one_image(ctx)) {
     const Conv2dGeometry& g = ctx_.g;
-    const int64_t nr = ctx_.k->nr;
+    const int64_t nr = ctx_.k->nr, mr = ctx_.k->mr;
+    rows_ = g.n * g.oh * g.ow;
+    tiles_ = (rows_ + mr - 1) / mr;
     fwd_blocks_ = (g.oc_per_group() + nr - 1) / nr;
     bwd_blocks_ = (g.ic_per_group() + nr - 1) / nr;
+    fwd_block_floats_ = packed_block_floats(g.ic_per_group(), nr);
     bwd_block_floats_ = packed_block_floats(g.oc_per_group(), nr);
+    strided_ = g.sh != 1 || g.sw != 1;
+    fwd_tiles_fastest_ = tiles_fastest(g.ic_per_group(), g.oc_per_group());
+    bwd_tiles_fastest_ = tiles_fastest(g.oc_per_group(), g.ic_per_group());
+    // Forward per call with the tiles fastest copies each weight block into a per-thread buffer before its tiles:
+    // measured at mb 1 (2 threads), res5a_branch1 (1024 x 2048) 0.95 -> 0.70 ms, Dense 3136 x 1024 on 64 rows 1.55
+    // -> 1.44 ms, no change on res4a_branch1 (512 x 1024). With the blocks fastest (B <= 1 MiB, many tiles) a copy
+    // per call did not pay (res3a_branch1 0.41 -> 0.43 ms): the rows in place stay in L2. No more buffers than
+    // blocks, so that they stay within the packed weights' size (the workspace bound).
+    // With several chunks a thread would copy its blocks once per chunk: the whole kernel is packed first instead
+    // (one pass over it, into the workspace: within the packed weights' size).
+    fwd_chunk_ = fwd_tiles_fastest_ ? chunk_tiles(g.ic_per_group()) : tiles_;
+    bwd_chunk_ = bwd_tiles_fastest_ ? chunk_tiles(g.oc_per_group()) : tiles_;
+    full_pack_ = fwd_tiles_fastest_ && fwd_chunk_ < tiles_;
+    thread_pack_ = !full_pack_ && fwd_tiles_fastest_ && tiles_ > 1 && g.groups * fwd_blocks_ >= ctx_.threads;
+    // Strided forward reads its rows sw * IC floats apart. Where that puts more than 8 of a tile's MR rows in one
+    // set of a 64-set L1 (sw * IC * 4 a multiple of 4 KiB with MR 14: res4a_branch1), the rows are first gathered
+    // into the workspace: measured (one thread, CPU time) res4a_branch1 mb 1 0.91 -> 0.84 ms, mb 32 33.3 -> 29.1
+    // ms; elsewhere the copy costs more than it saves (res3a_branch1, 2 KiB apart: 0.84 -> 0.86 ms).
+    if (strided_) {
+      const int64_t line_step = g.sw * g.ic * int64_t{sizeof(float)} % 4096 == 0 ? 0 : g.sw * g.ic * 4 / 64;
+      const int64_t sets = line_step == 0 ? 1 : 64 / std::gcd(line_step, int64_t{64});
+      gather_ = (mr + sets - 1) / sets > 8;
+    }
+    if (strided_) {
+      // src_off_[tile * mr + r]: x / dx offset of the source pixel of output row tile * mr + r (past the last row,
+      // the last row again); out_off_: r * OC, the rows of y / dz within a tile (tail_off_ for the last tile, whose
+      // rows past its end repeat its last row: the kernel reads them).
+      src_off_.resize(static_cast<std::size_t>(tiles_ * mr));
+      for (int64_t i = 0; i < tiles_ * mr; ++i) {
+        const int64_t r = std::min(i, rows_ - 1), n = r / (g.oh * g.ow), oy = r / g.ow % g.oh, ox = r % g.ow;
+        src_off_[static_cast<std::size_t>(i)] = ((n * g.ih + oy * g.sh) * g.iw + ox * g.sw) * g.ic;
+      }
+      const int64_t last = rows_ - (tiles_ - 1) * mr;
+      for (int64_t r = 0; r < mr; ++r) {
+        out_off_.push_back(r * g.oc);
+        tail_off_.push_back(std::min(r, last - 1) * g.oc);
+      }
+    }
   }
 
   std::size_t workspace_size() const override {
-    const Conv2dGeometry& g = ctx_.g;
-    WorkspaceCarver ws(nullptr);
-    ws.take_floats(g.groups * bwd_blocks_ * bwd_block_floats_);
-    return std::max(ws.required(), wgrad_.workspace_size());
+    WorkspaceCarver ws(nullptr), f(nullptr);
+    ws.take_floats(backward_pack_floats());
+    if (gather_) f.take_floats(rows_ * ctx_.g.ic);
+    if (thread_pack_) f.take_floats(ctx_.threads * fwd_block_floats_);
+    if (full_pack_) f.take_floats(forward_pack_floats());
+    return std::max({ws.required(), f.required(), wgrad_.workspace_size()});
   }
 
   std::string kernels() const override {
-    return std::string(ctx_.k->gemm_name) + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)";
+    const std::string gemm = ctx_.k->gemm_name, igemm = ctx_.k->igemm_name;
+    if (!strided_) return gemm + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)";
+    return (gather_ ? gemm + " on the gathered strided rows" : igemm + " on the strided rows") + " (forward), " +
+           igemm + " into the strided rows (backward data), " + ctx_.k->wgrad_name + " (weights)";
+  }
+
+  // Packed: the forward blocks (per group, NR output channels, IC/G rows), then the backward-data blocks (per
+  // group, NR input channels, OC/G rows).
+  std::size_t packed_weights_floats() const override {
+    return static_cast<std::size_t>(forward_pack_floats() + backward_pack_floats());
+  }
+
+  void pack_weights(const float* w, float* packed) const override {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t nr = ctx_.k->nr, nf = g.groups * fwd_blocks_, nbk = g.groups * bwd_blocks_;
+    float* bwd = packed + forward_pack_floats();
+    static constexpr int32_t kTap0[] = {0};
+    parallel_for(ctx_.threads, nf + nbk, [&](int64_t b0, int64_t b1, int) {
+      for (int64_t i = b0; i < b1; ++i) {
+        if (i < nf)
+          pack_forward_block(g, nr, w, i / fwd_blocks_, i % fwd_blocks_, packed + i * fwd_block_floats_);
+        else
+          pack_backward_data_block(g, nr, kTap0, w, (i - nf) / bwd_blocks_, (i - nf) % bwd_blocks_,
+                                   bwd + (i - nf) * bwd_block_floats_);
+      }
+    });
   }
 
   void forward(const float* x, const float* w, const float* b, float* y, void* ws) const override {
     const Conv2dGeometry& g = ctx_.g;
-    (void)ws;  // the kernel (IC/G, OC) is read in place
-    run(x, g.ic, g.ic_per_group(), Weights{w, g.oc, g.oc_per_group(), 0, b}, fwd_blocks_, y, g.oc, g.oc_per_group(),
-        gemm_params(ctx_.activation), ctx_.activation);
+    // The kernel (IC/G, OC) read in place, or block by block into each thread's buffer.
+    WorkspaceCarver carver(ws);
+    const float* a = gather(x, carver);
+    float* buffers = thread_pack_ ? carver.take_floats(ctx_.threads * fwd_block_floats_) : nullptr;
+    if (full_pack_) {
+      float* packed = carver.take_floats(forward_pack_floats());
+      const int64_t nb = fwd_blocks_, nr = ctx_.k->nr;
+      parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
+        for (int64_t i = b0; i < b1; ++i) pack_forward_block(g, nr, w, i / nb, i % nb, packed + i * fwd_block_floats_);
+      });
+      run_forward(a, a != x, Weights{packed, nr, nb * fwd_block_floats_, fwd_block_floats_}, b, y, nullptr);
+      return;
+    }
+    run_forward(a, a != x, Weights{w, g.oc, g.oc_per_group(), 0}, b, y, buffers);
+  }
+
+  void forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
+                      void* ws) const override {
+    (void)w;
+    WorkspaceCarver carver(ws);
+    const float* a = gather(x, carver);
+    run_forward(a, a != x, Weights{packed, ctx_.k->nr, fwd_blocks_ * fwd_block_floats_, fwd_block_floats_}, b, y,
+                nullptr);
   }
 
   void backward_data(const float* dz, const float* w, float* dx, void* ws) const override {
@@ -61,8 +156,14 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       for (int64_t i = b0; i < b1; ++i)
         pack_backward_data_block(g, nr, kTap0, w, i / nb, i % nb, packed + i * bwd_block_floats_);
     });
-    run(dz, g.oc, g.oc_per_group(), Weights{packed, nr, nb * bwd_block_floats_, bwd_block_floats_, nullptr}, nb, dx,
-        g.ic, g.ic_per_group(), gemm_params(Activation::none), Activation::none);
+    run_backward_data(dz, packed, dx);
+  }
+
+  void backward_data_packed(const float* dz, const float* w, const float* packed, float* dx,
+                            void* ws) const override {
+    (void)w;
+    (void)ws;
+    run_backward_data(dz, packed + forward_pack_floats(), dx);
   }
 
   void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const override {
@@ -72,52 +173,168 @@ class Gemm1x1 final : public detail::Conv2dImpl {
 
  private:
   // Where block j of group grp starts: w + grp * group_step + j * block_step (block_step 0: blocks nr columns apart
-  // in place), rows `stride` apart; bias + grp * C/G + j * nr.
+  // in place), rows `stride` apart.
   struct Weights {
     const float* w;
     int64_t stride, group_step, block_step;
-    const float* bias;
+    const float* block(int64_t grp, int64_t j, int64_t nr) const {
+      return w + grp * group_step + (block_step ? j * block_step : j * nr);
+    }
   };
-  // C (rows, c_cols) = A (rows, a_cols) . B per group: A's group slice is a_group columns wide, C's c_group.
-  void run(const float* a, int64_t a_cols, int64_t a_group, const Weights& b, int64_t nb, float* c, int64_t c_cols,
-           int64_t c_group, const uk::GemmParams& params, Activation act) const {
+
+  int64_t forward_pack_floats() const { return ctx_.g.groups * fwd_blocks_ * fwd_block_floats_; }
+  int64_t backward_pack_floats() const { return ctx_.g.groups * bwd_blocks_ * bwd_block_floats_; }
+
+  // The items of a GEMM: (row tile, group, column block). Which operand stays in cache: with the column blocks
+  // fastest, one row tile of A is reused across all of B (B re-read per tile); with the row tiles fastest, one
+  // column block of B (k x nr) is reused across all of A. The latter when B is too large to stay in cache (Dense: a
+  // 3136 x 1024 kernel, few rows).
+  struct Item {
+    int64_t tile, grp, j;
+  };
+  // With the tiles fastest, the tiles come in chunks of `chunk` (A's rows of one chunk stay in L2 while every block
+  // of B passes over them): it = ((chunk index * G + grp) * nb + j) * chunk + tile in the chunk, the last chunk
+  // shorter (its items are counted as they are: the index space is tiles * G * nb).
+  static Item item(int64_t it, int64_t tiles, int64_t G, int64_t nb, bool tiles_fastest, int64_t chunk) {
+    if (!tiles_fastest) return {it / (nb * G), (it / nb) % G, it % nb};
+    const int64_t per_chunk = chunk * G * nb, c = it / per_chunk, rest = it % per_chunk;
+    const int64_t len = std::min(chunk, tiles - c * chunk);  // this chunk's tiles
+    return {c * chunk + rest % len, rest / (len * nb), (rest / len) % nb};
+  }
+  // Tiles per chunk for a reduction of k: all of them while A (rows x k) fits in 1 MiB (half of L2), else about
+  // 512 KiB of A. Measured (one thread, CPU time) on res4a_branch1 at mb 32: 40.5 -> 33.3 ms forward (unchunked,
+  // A re-read from memory for every block of B).
+  int64_t chunk_tiles(int64_t k) const {
+    const int64_t tile_bytes = ctx_.k->mr * k * int64_t{sizeof(float)};
+    if (tiles_ * tile_bytes <= (int64_t{1} << 20)) return tiles_;
+    return std::clamp<int64_t>((int64_t{512} << 10) / tile_bytes, 1, tiles_);
+  }
+  static bool tiles_fastest(int64_t k, int64_t cols) { return k * cols * int64_t{sizeof(float)} > (int64_t{1} << 20); }
+
+  // y (rows, OC) = x rows . B (+ bias, activation); the rows of x are contiguous (stride 1) or read through
+  // src_off_. (Gathering the strided rows into the workspace first, for the plain GEMM, was measured slower at mb 1:
+  // res4a_branch1 0.453 -> 0.465 ms, res3a_branch1 0.429 -> 0.440 ms.) With `buffers` (threads x one block), each
+  // thread copies the blocks it works on from the in-place kernel into its buffer first (the tiles are fastest, so
+  // each block is copied once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias
+  // in the caches.
+  // With a stride and gather_, the source rows copied into the workspace (rows x IC, dense); x otherwise.
+  const float* gather(const float* x, WorkspaceCarver& carver) const {
+    if (!gather_) return x;
     const Conv2dGeometry& g = ctx_.g;
-    const int64_t rows = g.n * g.oh * g.ow, mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups;
-    const int64_t tiles = (rows + mr - 1) / mr;
-    const bool post = needs_post_activation(act);
-    // Which operand stays in cache: with the output blocks fastest, one row tile of A is reused across all of B
-    // (B re-read per tile); with the row tiles fastest, one column block of B (a_group x nr) is reused across all
-    // of A. The latter when B is too large to stay in cache (Dense: a 3136 x 1024 kernel, few rows).
-    const bool tiles_fastest = a_group * c_group * int64_t{sizeof(float)} > (int64_t{1} << 20);
-    parallel_for(ctx_.threads, tiles * G * nb, [&](int64_t i0, int64_t i1, int) {
+    float* a = carver.take_floats(rows_ * g.ic);
+    parallel_for(ctx_.threads, rows_, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) std::copy_n(x + src_off_[static_cast<std::size_t>(r)], g.ic, a + r * g.ic);
+    });
+    return a;
+  }
+
+  void run_forward(const float* x, bool gathered, const Weights& wb, const float* bias, float* y,
+                   float* buffers) const {
+    const bool dense = !strided_ || gathered;
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups, nb = fwd_blocks_, tiles = tiles_;
+    const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+    const Activation act = ctx_.activation;
+    const uk::GemmParams params = gemm_params(act);
+    const bool post = needs_post_activation(act), tf = fwd_tiles_fastest_;
+    const int64_t chunk = fwd_chunk_;
+    parallel_for(ctx_.threads, tiles * G * nb, [&](int64_t i0, int64_t i1, int slice) {
+      float* mine = buffers ? buffers + slice * fwd_block_floats_ : nullptr;
+      int64_t have = -1;
       for (int64_t it = i0; it < i1; ++it) {
-        // it = (tile * G + grp) * nb + j, or (grp * nb + j) * tiles + tile.
-        const int64_t j = tiles_fastest ? (it / tiles) % nb : it % nb;
-        const int64_t grp = tiles_fastest ? it / (tiles * nb) : (it / nb) % G;
-        const int64_t tile = tiles_fastest ? it % tiles : it / (nb * G);
-        const int64_t r0 = tile * mr, m = std::min(mr, rows - r0), nc = std::min(nr, c_group - j * nr);
-        float* cp = c + r0 * c_cols + grp * c_group + j * nr;
-        const float* wb = b.w + grp * b.group_step + (b.block_step ? j * b.block_step : j * nr);
-        ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(a_group),
-                     a + r0 * a_cols + grp * a_group, static_cast<std::size_t>(a_cols), wb,
-                     static_cast<std::size_t>(b.stride), b.bias ? b.bias + grp * c_group + j * nr : nullptr, cp,
-                     static_cast<std::size_t>(c_cols), &params);
+        const Item t = item(it, tiles, G, nb, tf, chunk);
+        const int64_t r0 = t.tile * mr, m = std::min(mr, rows_ - r0), col = t.grp * ocg + t.j * nr;
+        const int64_t nc = std::min(nr, ocg - t.j * nr);
+        float* cp = y + r0 * g.oc + col;
+        const float* bb = bias ? bias + col : nullptr;
+        const float* wp = wb.block(t.grp, t.j, nr);
+        int64_t w_stride = wb.stride;
+        if (mine) {
+          if (have != t.grp * nb + t.j) {
+            pack_forward_block(g, nr, wb.w, t.grp, t.j, mine);
+            have = t.grp * nb + t.j;
+          }
+          wp = mine;
+          w_stride = nr;
+        }
+        if (dense)
+          ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg),
+                       x + r0 * g.ic + t.grp * icg, static_cast<std::size_t>(g.ic), wp,
+                       static_cast<std::size_t>(w_stride), bb, cp, static_cast<std::size_t>(g.oc), &params);
+        else
+          ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg), 1,
+                        x + t.grp * icg, src_off_.data() + r0, x, wp, static_cast<std::size_t>(w_stride), bb, cp,
+                        out_off_.data(), &params);
         if (post)
-          for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * c_cols, nc);
+          for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * g.oc, nc);
       }
     });
   }
 
+  // dx (source rows, IC) = dz . packed w^T blocks; with a stride, the pixels of dx no output pixel reads get 0.
+  void run_backward_data(const float* dz, const float* packed, float* dx) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups, nb = bwd_blocks_, tiles = tiles_;
+    const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+    const uk::GemmParams params = gemm_params(Activation::none);
+    const bool tf = bwd_tiles_fastest_;
+    const int64_t chunk = bwd_chunk_;
+    const int64_t items = tiles * G * nb, in_rows = g.n * g.ih;
+    parallel_for(ctx_.threads, items, [&](int64_t i0, int64_t i1, int) {
+      // The zeros first, a share of the input rows in proportion to the items (the slices of the items partition
+      // them, so the shares partition the rows); the GEMM writes other pixels only.
+      if (strided_) zero_unread(dx, in_rows * i0 / items, in_rows * i1 / items);
+      for (int64_t it = i0; it < i1; ++it) {
+        const Item t = item(it, tiles, G, nb, tf, chunk);
+        const int64_t r0 = t.tile * mr, m = std::min(mr, rows_ - r0), col = t.grp * icg + t.j * nr;
+        const int64_t nc = std::min(nr, icg - t.j * nr);
+        const float* wb = packed + (t.grp * nb + t.j) * bwd_block_floats_;
+        if (!strided_)
+          ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg),
+                       dz + r0 * g.oc + t.grp * ocg, static_cast<std::size_t>(g.oc), wb, static_cast<std::size_t>(nr),
+                       nullptr, dx + r0 * g.ic + col, static_cast<std::size_t>(g.ic), &params);
+        else
+          ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg), 1,
+                        dz + r0 * g.oc + t.grp * ocg, t.tile + 1 == tiles ? tail_off_.data() : out_off_.data(), dz,
+                        wb, static_cast<std::size_t>(nr), nullptr, dx + col, src_off_.data() + r0, &params);
+      }
+    });
+  }
+
+  // Zeros the pixels of input rows [q0, q1) (q = image * IH + iy) that are no output pixel's source.
+  void zero_unread(float* dx, int64_t q0, int64_t q1) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t row = g.iw * g.ic;
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t iy = q % g.ih;
+      float* p = dx + q * row;
+      if (iy % g.sh != 0 || iy / g.sh >= g.oh) {
+        std::fill_n(p, row, 0.0f);
+        continue;
+      }
+      // Read pixels: ix = ox * sw for ox < OW; the gaps between them, and the tail, are zero.
+      if (g.sw > 1)
+        for (int64_t ox = 0; ox + 1 < g.ow; ++ox) std::fill_n(p + (ox * g.sw + 1) * g.ic, (g.sw - 1) * g.ic, 0.0f);
+      const int64_t tail = (g.ow - 1) * g.sw + 1;
+      std::fill_n(p + tail * g.ic, (g.iw - tail) * g.ic, 0.0f);
+    }
+  }
+
   Conv2dContext ctx_;
   WgradPlan wgrad_;
-  int64_t fwd_blocks_ = 0, bwd_blocks_ = 0, bwd_block_floats_ = 0;
+  int64_t rows_ = 0, tiles_ = 0;
+  int64_t fwd_blocks_ = 0, bwd_blocks_ = 0, fwd_block_floats_ = 0, bwd_block_floats_ = 0;
+  bool strided_ = false;
+  int64_t fwd_chunk_ = 0, bwd_chunk_ = 0;
+  bool fwd_tiles_fastest_ = false, bwd_tiles_fastest_ = false, thread_pack_ = false, full_pack_ = false;
+  bool gather_ = false;
+  std::vector<int64_t> src_off_, out_off_, tail_off_;
 };
 
 }  // namespace
 
 std::string gemm_1x1_supports(const Conv2dGeometry& g) {
   if (g.kh != 1 || g.kw != 1) return "needs a 1x1 kernel, got " + std::to_string(g.kh) + "x" + std::to_string(g.kw);
-  if (g.sh != 1 || g.sw != 1) return "needs stride 1, got (" + std::to_string(g.sh) + ", " + std::to_string(g.sw) + ")";
   if (g.pad_top || g.pad_bottom || g.pad_left || g.pad_right) return "needs no padding";
   return {};
 }

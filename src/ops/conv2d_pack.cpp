@@ -41,6 +41,16 @@ void transpose(const float* src, int64_t src_stride, int64_t rows, int64_t cols,
 
 }  // namespace
 
+void pack_forward_block(const Conv2dGeometry& g, int64_t nr, const float* w, int64_t grp, int64_t j, float* out) {
+  const int64_t rows = g.kh * g.kw * g.ic_per_group(), ocg = g.oc_per_group();
+  const int64_t c0 = j * nr, nc = std::min(nr, ocg - c0);
+  const float* src = w + grp * ocg + c0;
+  for (int64_t r = 0; r < rows; ++r, src += g.oc, out += nr) {
+    std::copy_n(src, nc, out);
+    if (nc < nr) std::fill_n(out + nc, nr - nc, 0.0f);
+  }
+}
+
 void pack_backward_data_block(const Conv2dGeometry& g, int64_t nr, std::span<const int32_t> taps, const float* w,
                               int64_t grp, int64_t j, float* out) {
   const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();

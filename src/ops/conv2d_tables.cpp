@@ -24,6 +24,17 @@ void add_tile(IndirectionTable& t, int64_t seg, int64_t ntaps, int64_t rows, Pix
     pixel(rr, c_off, [&](int64_t tap_index, int64_t a_off) { t.a_off[a0 + tap_index * mr + r] = a_off; });
     t.c_off.push_back(c_off);
   }
+  // The live taps: trim the leading and trailing taps that read padding in every row.
+  const auto dead = [&](int64_t tap) {
+    for (int64_t r = 0; r < mr; ++r)
+      if (t.a_off[a0 + tap * mr + r] >= 0) return false;
+    return true;
+  };
+  int64_t t0 = 0, t1 = ntaps;
+  while (t0 < t1 && dead(t0)) ++t0;
+  while (t1 > t0 && dead(t1 - 1)) --t1;
+  t.tile_tap_begin.push_back(static_cast<int32_t>(t0));
+  t.tile_tap_end.push_back(static_cast<int32_t>(t1));
 }
 
 int64_t pos_mod(int64_t a, int64_t m) { return ((a % m) + m) % m; }

@@ -28,6 +28,10 @@ struct IndirectionTable {
   std::vector<int64_t> tile_a_begin;
   std::vector<int64_t> a_off;
   std::vector<int64_t> c_off;
+  // Per tile, its live taps: indices [tile_tap_begin[i], tile_tap_end[i]) of its segment's list. The taps before
+  // and after read only padding (offset -1) in every row of the tile (e.g. the kernel rows above the image for a
+  // tile of the top output row), so the kernels may skip them: start the weights and a_off at the first live tap.
+  std::vector<int32_t> tile_tap_begin, tile_tap_end;
 
   int64_t num_tiles() const { return static_cast<int64_t>(tile_rows.size()); }
 };

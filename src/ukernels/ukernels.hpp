@@ -59,16 +59,26 @@ using DwconvWgradFn = void (*)(std::size_t npix, std::size_t channels, std::size
                                const float* x_base, const int64_t* x_off, const float* zero, const float* dz_base,
                                const int64_t* dz_off, float* dw);
 
-// Depthwise 3x3, multiplier 1, dilation 1, along one output row where every tap lies inside the input:
-//   out[j * channels + c] = act(bias[c] + sum_{ky, kx} rows[ky][(j * stride + kx) * channels + c] * w[(ky * 3 + kx)
-//   * channels + c])   for j < npix, c < channels (rows: the three input rows, each at the segment's first column).
-using Dwconv3x3RowFn = void (*)(std::size_t npix, std::size_t channels, std::size_t stride, const float* const* rows,
-                                const float* w, const float* bias, float* out, const GemmParams* p);
+// Depthwise 3x3, multiplier 1, dilation 1, one whole output row, its borders included: for j < npix, c < count,
+//   out[j * ld + c] = act(bias[c] + sum_{ky, kx} rows[ky][(ix0 + j * stride + kx) * ld + c] * w[(ky * 3 + kx) * ld
+//   + c])
+// over the rows[ky] that are not null and the columns ix0 + j * stride + kx inside [0, iw) (the others are padding:
+// their taps are skipped). Pixels, columns and tap rows are ld floats apart; bias may be null.
+using Dwconv3x3RowFn = void (*)(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
+                                const float* const* rows, int64_t iw, int64_t ix0, const float* w, const float* bias,
+                                float* out, const GemmParams* p);
 
-// Its weight gradient, accumulated, over channels c < count of pixels ld floats apart (x and dz):
-//   dw[(ky * 3 + kx) * count + c] += sum_{j < npix} rows[ky][(j * stride + kx) * ld + c] * dz[j * ld + c].
+// Its weight gradient, accumulated over the same taps: dw[(ky * 3 + kx) * ld + c] += sum_j rows[ky][(ix0 + j *
+// stride + kx) * ld + c] * dz[j * ld + c], and db[c] += sum_j dz[j * ld + c] when db is not null.
 using Dwconv3x3RowWgradFn = void (*)(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
-                                     const float* const* rows, const float* dz, float* dw);
+                                     const float* const* rows, int64_t iw, int64_t ix0, const float* dz, float* dw,
+                                     float* db);
+
+// Backward data of the 3x3 stride-2 depthwise convolution (multiplier 1, dilation 1, zero padding), one dx row:
+//   out[ix * ld + c] = sum_{ky, kx} rows[ky][ox * ld + c] * w[(ky * 3 + kx) * ld + c]
+// over ix < npix, the rows[ky] not null, and the kx with ix + q0 - kx = 2 * ox, 0 <= ox < ow (q0 = pad_left).
+using Dwconv3x3RowBwd2Fn = void (*)(std::size_t npix, std::size_t count, std::size_t ld, const float* const* rows,
+                                    int64_t ow, int64_t q0, const float* w, float* out);
 
 #define CONVKIT_DECLARE_UKERNELS(isa, MR, NR)                                                                        \
   void f32_gemm_##MR##x##NR##__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*, \
@@ -80,10 +90,12 @@ using Dwconv3x3RowWgradFn = void (*)(std::size_t npix, std::size_t count, std::s
                                       const float*, const int64_t*, float*, std::size_t, int);                       \
   void f32_dwconv__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,           \
                          const float*, const float*, const float*, float*, const int64_t*, const GemmParams*);       \
-  void f32_dwconv3x3_row__##isa(std::size_t, std::size_t, std::size_t, const float* const*, const float*,          \
-                                const float*, float*, const GemmParams*);                                           \
+  void f32_dwconv3x3_row__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*, int64_t,  \
+                                int64_t, const float*, const float*, float*, const GemmParams*);                    \
   void f32_dwconv3x3_row_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*,     \
-                                      const float*, float*);                                                        \
+                                      int64_t, int64_t, const float*, float*, float*);                              \
+  void f32_dwconv3x3_row_bwd2__##isa(std::size_t, std::size_t, std::size_t, const float* const*, int64_t, int64_t, \
+                                     const float*, float*);                                                         \
   void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \
                                 const float*, const float*, float*, const int64_t*);                                 \
   void f32_dwconv_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,     \

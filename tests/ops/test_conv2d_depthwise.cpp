@@ -4,6 +4,7 @@
 // split of backward weights, on every ISA of this CPU, against the reference (conv_check.hpp's tolerance).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,88 @@ TEST(Conv2dDepthwise, EveryIsaMultiplierAndThreadSplit) {
         const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::depthwise);
         testops::check_plan(plan, pr, e,
                             to_string(isa) + " threads " + std::to_string(threads) + " " + testops::describe(p, in));
+      }
+    }
+  }
+}
+
+// The 3x3 row kernels (multiplier 1): whole rows with the zero padding inside them, in tiles of 16 / 14 / 8 / 7 / 4 /
+// 2 / 1 pixels whose first and last may have a column in the padding, and a per-pixel path for other cuts (wide or
+// asymmetric padding, rows narrower than the kernel, strides > 2). Widths 1..20 and 28 reach every tile size and
+// flag; channel counts below, at and around the vector widths and above the tiles' L1 bound (> 151 channels: tiles
+// of 8); heights that leave rows with one or two of their three input rows; strides 1, 2, 3; bias or none; relu,
+// tanh (a pass after the kernel) or none; another padding mode (the tables at the borders); 1 to 3 threads (few
+// rows: channel ranges per thread). Stride 2 with zero padding also runs backward data's stride-2 row kernel (dx
+// columns of both parities, pads 1 and 3). Every ISA of this CPU, against the reference; the packed forms bit for
+// bit as the per-call ones.
+TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
+  Restore restore;
+  ops::g_min_ns_per_thread = 0.0;
+  struct Case {
+    int channels, h, w, stride;
+    Padding pad;
+    PaddingMode mode;
+    bool bias;
+    Activation act;
+  };
+  std::vector<Case> cases;
+  const int channel_set[] = {2, 3, 4, 8, 16, 17, 33, 100, 160, 200};
+  int k = 0;
+  for (int w = 1; w <= 20; ++w) {
+    const int c = channel_set[k++ % 10];
+    cases.push_back({c, 1 + w % 5, w, 1, Padding::same(), PaddingMode::zeros, w % 2 == 0, Activation::none});
+    cases.push_back({c, 2 + w % 4, w, 2, Padding::same(), PaddingMode::zeros, true, Activation::relu});
+  }
+  for (int c : channel_set) {
+    cases.push_back({c, 5, 28, 1, Padding::symmetric(1, 1), PaddingMode::zeros, true, Activation::relu});
+    cases.push_back({c, 6, 28, 2, Padding::symmetric(1, 1), PaddingMode::zeros, false, Activation::none});
+    cases.push_back({c, 7, 14, 1, Padding::valid(), PaddingMode::zeros, true, Activation::tanh});
+    cases.push_back({c, 4, 9, 1, Padding::explicit_pad(2, 0, 0, 2), PaddingMode::zeros, true, Activation::none});
+    cases.push_back({c, 5, 11, 1, Padding::explicit_pad(0, 2, 2, 1), PaddingMode::zeros, false, Activation::relu});
+    cases.push_back({c, 7, 10, 3, Padding::same(), PaddingMode::zeros, true, Activation::none});
+    cases.push_back({c, 6, 9, 2, Padding::explicit_pad(1, 2, 3, 0), PaddingMode::zeros, true, Activation::none});
+    cases.push_back({c, 5, 12, 1, Padding::same(), PaddingMode::reflect, true, Activation::relu});
+    cases.push_back({c, 6, 9, 2, Padding::same(), PaddingMode::replicate, false, Activation::none});
+  }
+  cases.push_back({64, 3, 2, 1, Padding::symmetric(2, 2), PaddingMode::zeros, true, Activation::none});
+  cases.push_back({24, 1, 1, 1, Padding::symmetric(1, 1), PaddingMode::zeros, true, Activation::none});
+  uint32_t seed = 100;
+  for (const Case& cs : cases) {
+    Conv2dParams p;
+    p.filters = cs.channels;
+    p.kernel_size = {3, 3};
+    p.strides = {cs.stride, cs.stride};
+    p.padding = cs.pad;
+    p.padding_mode = cs.mode;
+    p.groups = cs.channels;
+    p.use_bias = cs.bias;
+    p.activation = cs.act;
+    const Shape in{1 + int(seed % 2), cs.h, cs.w, cs.channels};
+    const testops::Problem pr(p, in, ++seed);
+    const testops::Expected e(pr);
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+      if (!cpu_supports(isa)) continue;
+      set_isa(isa);
+      for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        const std::string what =
+            to_string(isa) + " threads " + std::to_string(threads) + " " + testops::describe(p, in);
+        for (Conv2dWeights weights : {Conv2dWeights::per_call, Conv2dWeights::packed_once}) {
+          const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::depthwise, weights);
+          testops::check_plan(plan, pr, e, what);
+          // The packed forms, bit for bit as the per-call ones.
+          std::vector<float> packed(plan.packed_weights_size() + 1);
+          plan.pack_weights(pr.w.data(), packed.data());
+          std::vector<unsigned char> ws(plan.workspace_size() + 1);
+          std::vector<float> y(e.y.size()), y_packed(e.y.size()), dx(e.dx.size()), dx_packed(e.dx.size());
+          plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
+          plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), y_packed.data(), ws.data());
+          plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
+          plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dx_packed.data(), ws.data());
+          EXPECT_EQ(0, std::memcmp(y.data(), y_packed.data(), y.size() * sizeof(float))) << what << " forward_packed";
+          EXPECT_EQ(0, std::memcmp(dx.data(), dx_packed.data(), dx.size() * sizeof(float)))
+              << what << " backward_data_packed";
+        }
       }
     }
   }

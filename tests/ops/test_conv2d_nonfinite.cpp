@@ -181,7 +181,7 @@ TEST(Conv2dNonFinite, FusedReluKeepsNaN) {
   const std::vector<float> want = {kNaN, kNaN, 0.0f, 2.0f, kInf, 0.0f, 0.0f, 3.0f};
   for (Isa isa : isas()) {
     set_isa(isa);
-    for (Conv2dAlgorithm algo : {Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::depthwise,
+    for (Conv2dAlgorithm algo : {Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::depthwise, Conv2dAlgorithm::kernel_rows,
                                  Conv2dAlgorithm::implicit_gemm, Conv2dAlgorithm::reference}) {
       // The identity kernel: one channel (a 1x1 convolution with weight 1), or for depthwise (which needs groups ==
       // channels > 1) two channels with weight 1 each. No zero weights: 0 * inf would be NaN.

@@ -46,7 +46,7 @@ void PrintTo(const SweepParam& sp, std::ostream* os) {
 }
 
 constexpr Conv2dAlgorithm kFast[] = {Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::depthwise,
-                                     Conv2dAlgorithm::implicit_gemm};
+                                     Conv2dAlgorithm::kernel_rows, Conv2dAlgorithm::implicit_gemm};
 
 const Activation kActs[] = {Activation::none, Activation::relu, Activation::tanh, Activation::sigmoid};
 

@@ -257,6 +257,22 @@ void check_case(const Case& c, const std::string& isa) {
                                                                       << report;
   }
 
+  // Weights packed once: forward_packed and backward_data_packed give the per-call results above bit for bit (so
+  // they are within the same bound), and pack_weights writes exactly packed_weights_size() floats.
+  {
+    std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
+    plan.pack_weights(pr.w.data(), packed.data());
+    EXPECT_TRUE(std::isnan(packed.back())) << what << " pack_weights wrote past packed_weights_size()";
+    std::vector<float> yp(y.size(), -8.0f), dxp(dx.size(), -8.0f);
+    poison();
+    plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), w_ptr);
+    EXPECT_TRUE(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)) == 0) << what << " forward_packed";
+    poison();
+    plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dxp.data(), w_ptr);
+    EXPECT_TRUE(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)) == 0)
+        << what << " backward_data_packed";
+  }
+
   report.clear();
   std::vector<float> dw(e.dw.size(), -7.0f), db(e.db.size(), -7.0f);
   poison();
@@ -399,16 +415,78 @@ TEST_F(Winograd, ChosenForWideLayersAndExplained) {
 }
 
 TEST_F(Winograd, NotChosenWhereItDoesNotPayButCanBeForced) {
-  // Few channels: supported, slower than implicit_gemm, so not taken automatically; explain() says why.
+  // Few channels: supported, slower than a later algorithm (implicit_gemm, or kernel_rows on 3 channels), so not
+  // taken automatically; explain() says why.
   const Conv2dParams p = conv3(8, Padding::same());
   const Conv2dPlan plan = Conv2dPlan::create(p, {1, 32, 32, 3});
-  EXPECT_EQ(plan.algorithm(), "implicit_gemm") << plan.explain();
+  EXPECT_NE(plan.algorithm(), "winograd") << plan.explain();
   EXPECT_TRUE(contains(plan.explain(), "winograd: supported, not chosen: it pays only with")) << plan.explain();
   EXPECT_EQ(Conv2dPlan::create(p, {1, 32, 32, 3}, Conv2dAlgorithm::winograd).algorithm(), "winograd");
   // Few output pixels in the batch (2 x 7 x 7): the transformed kernel is not amortised.
   const Conv2dPlan small = Conv2dPlan::create(conv3(64, Padding::same()), {2, 7, 7, 64});
   EXPECT_EQ(small.algorithm(), "implicit_gemm") << small.explain();
   EXPECT_TRUE(contains(small.explain(), "pays only with >= 512 output pixels in the batch")) << small.explain();
+}
+
+// With the weights packed once (Conv2dWeights::packed_once) the kernel transforms leave the calls, and winograd is
+// taken on small images too (winograd_pays: >= 4 tiles, >= 8 output pixels per 4x4 tile, >= 16 channels; >= 8
+// tiles when U exceeds 16 MiB): ResNet-50's res4a_branch2b at batch 1 among them, not res5a_branch2b (4 tiles, U
+// 37.7 MB) until batch 2. Per call (the default), the choice is as before.
+TEST_F(Winograd, PackedOnceTakesItOnSmallImages) {
+  struct Choice {
+    int c, hw, oc, mb;
+    bool packed, per_call;  // winograd chosen with packed_once / per_call
+  };
+  for (const Choice& ch : {Choice{256, 14, 256, 1, true, false}, Choice{512, 7, 512, 1, false, false},
+                           Choice{512, 7, 512, 2, true, false}, Choice{512, 14, 512, 1, true, false},
+                           Choice{128, 7, 128, 1, true, false}, Choice{64, 6, 64, 1, true, false},
+                           Choice{16, 7, 16, 1, true, false}, Choice{64, 7, 64, 2, true, false},
+                           Choice{256, 5, 256, 1, false, false}, Choice{256, 3, 256, 1, false, false},
+                           Choice{512, 4, 512, 1, false, false}, Choice{256, 3, 256, 4, true, false},
+                           Choice{8, 14, 8, 1, false, false}, Choice{16, 14, 8, 1, false, false},
+                           Choice{64, 56, 64, 1, true, true}, Choice{512, 7, 512, 32, true, true}}) {
+    const Conv2dParams p = conv3(ch.oc, Padding::same());
+    const Shape in{ch.mb, ch.hw, ch.hw, ch.c};
+    const std::string what = std::to_string(ch.c) + "@" + std::to_string(ch.hw) + " -> " + std::to_string(ch.oc) +
+                             " batch " + std::to_string(ch.mb);
+    const Conv2dPlan packed = Conv2dPlan::create(p, in, Conv2dAlgorithm::automatic, Conv2dWeights::packed_once);
+    const Conv2dPlan per_call = Conv2dPlan::create(p, in, Conv2dAlgorithm::automatic, Conv2dWeights::per_call);
+    EXPECT_EQ(packed.algorithm() == "winograd", ch.packed) << what << "\n" << packed.explain();
+    EXPECT_EQ(per_call.algorithm() == "winograd", ch.per_call) << what << "\n" << per_call.explain();
+    EXPECT_EQ(Conv2dPlan::create(p, in).algorithm(), per_call.algorithm()) << what << ": per_call is the default";
+    if (!ch.per_call && ch.c >= 16 && ch.oc >= 16)
+      EXPECT_TRUE(contains(per_call.explain(), "pays only with >= 512 output pixels in the batch")) << what;
+    if (!ch.packed && ch.c >= 16 && ch.oc >= 16)
+      EXPECT_TRUE(contains(packed.explain(), "pays, with the weights packed once, only with >= 4 4x4 output tiles"))
+          << what << "\n" << packed.explain();
+  }
+}
+
+// The two tile schedules of conv2d_winograd.cpp: blocks of tiles per thread, and, where the transformed tiles of the
+// whole batch are no larger than U (few tiles, many channels), all tiles at once in three phases. Both are in the
+// sweep above; this pins which shapes take which, and runs each against the reference on every ISA.
+TEST_F(Winograd, BothTileSchedulesMatchTheReference) {
+  struct Sched {
+    Conv2dParams p;
+    Shape in;
+    const char* kernels;
+  };
+  const Sched scheds[] = {
+      {conv3(48, Padding::same(), Activation::relu), {1, 6, 7, 40}, "36 GEMMs over all 4 tiles"},
+      {conv3(70, Padding::same()), {2, 5, 9, 33}, "36 GEMMs over all 12 tiles"},
+      {conv3(9, Padding::same()), {2, 13, 11, 6}, "36 GEMMs per block of"},
+      {conv3(24, Padding::same(), Activation::tanh), {1, 17, 16, 20}, "36 GEMMs per block of"}};
+  for (const Sched& sc : scheds)
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+      if (!cpu_supports(isa)) continue;
+      set_isa(isa);
+      for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        const Conv2dPlan plan = Conv2dPlan::create(sc.p, sc.in, Conv2dAlgorithm::winograd);
+        EXPECT_TRUE(contains(plan.explain(), sc.kernels)) << plan.explain();
+        check_case(Case{std::string("schedule_") + sc.kernels, sc.p, sc.in, threads}, to_string(isa));
+      }
+    }
 }
 
 TEST_F(Winograd, RefusedOnUnsupportedShapesWithTheReason) {
@@ -503,32 +581,58 @@ TEST_F(Winograd, NoAllocationAndConcurrentCalls) {
   }
 }
 
-// Weights packed once (inference): forward_packed gives forward's results bit for bit, on every ISA, allocates
-// nothing, and the packed form is the transformed kernel's size; the algorithms that read the kernel in place have
-// nothing to pack and forward_packed is their forward.
-TEST_F(Winograd, PackedWeightsGiveForwardsResults) {
-  set_num_threads(2);
-  const Conv2dParams p = conv3(37, Padding::explicit_pad(1, 2, 0, 1), Activation::relu);
-  const Shape in{2, 11, 9, 19};
-  const Problem pr(p, in, 9);
-  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
-    if (!cpu_supports(isa)) continue;
-    set_isa(isa);
-    for (Conv2dAlgorithm algo : {Conv2dAlgorithm::winograd, Conv2dAlgorithm::implicit_gemm}) {
-      const Conv2dPlan plan = Conv2dPlan::create(p, in, algo);
-      EXPECT_EQ(plan.packed_weights_size(), algo == Conv2dAlgorithm::winograd ? std::size_t{36 * 19 * 37} : 0u);
-      std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
-      plan.pack_weights(pr.w.data(), packed.data());
-      std::vector<unsigned char> ws(plan.workspace_size());
-      std::vector<float> y(pr.dz.size(), -7.0f), yp(pr.dz.size(), -8.0f);
-      plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
-      g_allocations = 0;
-      g_counting = true;
-      plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), ws.data());
-      g_counting = false;
-      if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_EQ(g_allocations.load(), 0);
-      EXPECT_EQ(yp, y) << to_string(isa) << " " << to_string(algo);
-      EXPECT_TRUE(std::isnan(packed.back())) << "pack_weights wrote past packed_weights_size()";
+// Weights packed once (inference): forward_packed and backward_data_packed give forward's and backward_data's
+// results bit for bit, on every ISA and thread count, and allocate nothing. winograd packs both directions' transformed
+// kernels (2 x 36 x IC x OC floats), or, with a padding mode other than zeros (backward data through implicit_gemm),
+// forward's and implicit_gemm's packed form; implicit_gemm is checked alongside.
+TEST_F(Winograd, PackedWeightsGiveThePerCallResults) {
+  struct Layer {
+    Conv2dParams p;
+    Shape in;
+  };
+  Conv2dParams reflect = conv3(21, Padding::same(), Activation::tanh);
+  reflect.padding_mode = PaddingMode::reflect;
+  const Layer layers[] = {{conv3(37, Padding::explicit_pad(1, 2, 0, 1), Activation::relu), {2, 11, 9, 19}},
+                          {conv3(70, Padding::same()), {1, 7, 7, 45}},
+                          {conv3(33, Padding::explicit_pad(0, 2, 2, 0), Activation::none, false), {3, 6, 13, 17}},
+                          {reflect, {2, 6, 9, 10}}};
+  for (const Layer& l : layers) {
+    const Problem pr(l.p, l.in, 9);
+    const Conv2dGeometry& g = pr.g;
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+      if (!cpu_supports(isa)) continue;
+      set_isa(isa);
+      for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        for (Conv2dAlgorithm algo : {Conv2dAlgorithm::winograd, Conv2dAlgorithm::implicit_gemm}) {
+          const std::string what = to_string(isa) + " " + to_string(algo) + " threads " + std::to_string(threads) +
+                                   " " + testops::describe(l.p, l.in);
+          const Conv2dPlan plan = Conv2dPlan::create(l.p, l.in, algo, Conv2dWeights::packed_once);
+          const std::size_t u = std::size_t(36) * std::size_t(g.ic * g.oc);
+          if (algo == Conv2dAlgorithm::winograd && g.padding_mode == PaddingMode::zeros) {
+            EXPECT_EQ(plan.packed_weights_size(), 2 * u) << what;
+          } else if (algo == Conv2dAlgorithm::winograd) {
+            const Conv2dPlan ig = Conv2dPlan::create(l.p, l.in, Conv2dAlgorithm::implicit_gemm);
+            EXPECT_EQ(plan.packed_weights_size(), u + ig.packed_weights_size()) << what;
+          }
+          std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
+          plan.pack_weights(pr.w.data(), packed.data());
+          EXPECT_TRUE(std::isnan(packed.back())) << what << ": pack_weights wrote past packed_weights_size()";
+          std::vector<unsigned char> ws(plan.workspace_size());
+          std::vector<float> y(pr.dz.size(), -7.0f), yp(pr.dz.size(), -8.0f);
+          std::vector<float> dx(pr.x.size(), -7.0f), dxp(pr.x.size(), -8.0f);
+          plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
+          plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
+          g_allocations = 0;
+          g_counting = true;
+          plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), ws.data());
+          plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dxp.data(), ws.data());
+          g_counting = false;
+          if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_EQ(g_allocations.load(), 0) << what;
+          EXPECT_TRUE(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)) == 0) << what << " forward";
+          EXPECT_TRUE(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)) == 0) << what << " backward data";
+        }
+      }
     }
   }
 }

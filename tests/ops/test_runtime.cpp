@@ -68,7 +68,7 @@ TEST_F(Runtime, SetIsaSelectsTheKernelsOfPlans) {
     }
     set_isa(isa);
     EXPECT_EQ(active_isa(), isa);
-    const Conv2dPlan plan = Conv2dPlan::create(conv3x3(8), {1, 6, 6, 4});
+    const Conv2dPlan plan = Conv2dPlan::create(conv3x3(8), {1, 6, 6, 16});  // 16 channels: not kernel_rows
     EXPECT_EQ(plan.algorithm_id(), Conv2dAlgorithm::implicit_gemm);
     EXPECT_TRUE(contains(plan.explain(), "ISA " + to_string(isa))) << plan.explain();
     EXPECT_TRUE(contains(plan.explain(), "__" + to_string(isa))) << plan.explain();  // the kernel names
@@ -174,8 +174,9 @@ TEST_F(Runtime, ForcedAlgorithmsAreRefusedWithTheirReason) {
   strided.filters = 4;
   strided.kernel_size = {1, 1};
   strided.strides = {2, 2};
+  strided.padding = Padding::symmetric(1, 1);  // gemm_1x1 takes strided 1x1, but not padded
   e = error_message([&] { Conv2dPlan::create(strided, in, Conv2dAlgorithm::gemm_1x1); });
-  EXPECT_TRUE(contains(e, "needs stride 1")) << e;
+  EXPECT_TRUE(contains(e, "needs no padding")) << e;
   e = error_message([] { parse_conv2d_algorithm("fft"); });
   EXPECT_TRUE(contains(e, "'fft'") && contains(e, "winograd") && contains(e, "implicit_gemm")) << e;
   // The reference and implicit_gemm take anything valid.
@@ -191,10 +192,11 @@ TEST_F(Runtime, ForcedAlgorithmsAreRefusedWithTheirReason) {
 }
 
 TEST_F(Runtime, ExplainListsEveryAlgorithmAndTheChoice) {
-  const Conv2dPlan plan = Conv2dPlan::create(conv3x3(4), {1, 6, 6, 4});
+  const Conv2dPlan plan = Conv2dPlan::create(conv3x3(4), {1, 6, 6, 16});
   const std::string s = plan.explain();
   EXPECT_TRUE(contains(s, "gemm_1x1: not chosen: needs a 1x1 kernel")) << s;
   EXPECT_TRUE(contains(s, "depthwise: not chosen: needs groups == input channels")) << s;
+  EXPECT_TRUE(contains(s, "kernel_rows: supported, not chosen: it pays only with <= 8 input channels")) << s;
   EXPECT_TRUE(contains(s, "implicit_gemm: chosen")) << s;
   EXPECT_TRUE(contains(s, "reference: not tried")) << s;
   Conv2dParams pw;

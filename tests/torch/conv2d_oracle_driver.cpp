@@ -2,7 +2,7 @@
 // the results with PyTorch. One process handles every case: starting a process per case would cost more than the
 // convolutions themselves.
 //
-//   conv2d_oracle_driver DIR [--algorithm auto|gemm_1x1|depthwise|implicit_gemm|reference]
+//   conv2d_oracle_driver DIR [--algorithm auto|gemm_1x1|depthwise|winograd|kernel_rows|implicit_gemm|reference]
 //
 // With auto (the default) the cases run through the public wrappers conv2d_forward / conv2d_backward, as users
 // call them. A named algorithm forces it through Conv2dPlan::create(p, shape, algo) and the plan's execute

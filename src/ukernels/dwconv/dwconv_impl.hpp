@@ -138,140 +138,438 @@ inline void dwconv(std::size_t npix, std::size_t channels, std::size_t mult, std
   }
 }
 
-// The 3x3 row kernels' register window: col[kx][ky] holds input column x + kx of rows ky. Moving to the next output
-// pixel, whose first column is x, keeps the columns the two pixels share (stride 1: two, stride 2: one) and loads
-// the others with load_col(kx, column).
-template <int SW, typename LoadCol>
-inline void slide_window(V (&col)[3][3], std::size_t x, LoadCol& load_col) {
-  if constexpr (SW == 1) {
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ++ky) {
-      col[0][ky] = col[1][ky];
-      col[1][ky] = col[2][ky];
-    }
-    load_col(2, x + 2);
-  } else if constexpr (SW == 2) {
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ++ky) col[0][ky] = col[2][ky];
-    load_col(1, x + 1);
-    load_col(2, x + 2);
-  } else {
-    load_col(0, x);
-    load_col(1, x + 1);
-    load_col(2, x + 2);
+// ---- 3x3, multiplier 1, dilation 1: whole output rows, borders included ----
+// Output pixel j of a row reads input columns ix0 + j * stride + kx (kx < 3) of up to three input rows; a column
+// outside [0, iw) or a missing (null) row is padding, whose taps are skipped (never multiplied as zero: 0 * inf would
+// make a NaN the reference does not have). Pixels run in tiles of TW: for each tile, every block of W channels
+// keeps the tile's TW sums in registers and loads each input column once per row (stride 1: TW + 2 columns for
+// 9 * TW FMAs), so the loads stream along the rows' contiguous channels. A tile at the row's left end may have its
+// first window column in the padding (L), one at the right end its last (R); those columns are skipped at compile
+// time. Pixels whose windows are cut otherwise (wide padding, rows narrower than the kernel, strides > 2) go
+// through a per-pixel path that tests every column.
+
+template <int N>
+struct Int {
+  static constexpr int value = N;
+};
+
+// f(Int<B>{}), ..., f(Int<E - 1>{}), unrolled at compile time.
+template <int B, int E, typename F>
+__attribute__((always_inline)) inline void static_for(F&& f) {
+  if constexpr (B < E) {
+    f(Int<B>{});
+    static_for<B + 1, E>(f);
   }
 }
 
-// 3x3, multiplier 1, dilation 1, one segment of an output row whose taps all lie inside the input: output pixel j
-// (< npix) reads the three input rows at columns j * SW + kx. The 9 weight vectors of a channel block stay in
-// registers while the block walks along the row, and the input columns rotate through registers: a step of one
-// output pixel loads SW new columns (3 vectors each, one per row) for 9 FMAs, where the indirect kernel loads a
-// weight and an input vector per FMA or two. The three row sums are separate chains (latency, not throughput).
-template <int SW>
-inline void dwconv3x3_row(std::size_t npix, std::size_t channels, const float* const (&rows)[3], const float* w,
+template <bool M>
+__attribute__((always_inline)) inline V load_m(const float* p, std::size_t n) {
+  if constexpr (M)
+    return Simd::load_n(p, n);
+  else
+    return Simd::loadu(p);
+}
+template <bool M>
+__attribute__((always_inline)) inline void store_m(float* p, V v, std::size_t n) {
+  if constexpr (M)
+    Simd::store_n(p, v, n);
+  else
+    Simd::storeu(p, v);
+}
+
+// Keeps v in a register: the compiler would otherwise fold a column's load into each of its (up to 3) FMAs as a
+// memory operand, and the loads, not the FMAs, would bound the kernels (measured: 1.5x slower).
+__attribute__((always_inline)) inline void in_register(V& v) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
+// The rows of one output row that exist: input row k (column 0) and its tap row of the [3][3][ld] weights (or dw).
+struct DwRows {
+  const float* x[3];
+  int n = 0;
+  int ky[3];
+};
+
+inline DwRows dw_rows(const float* const* rows) {
+  DwRows r;
+  for (int ky = 0; ky < 3; ++ky)
+    if (rows[ky]) {
+      r.x[r.n] = rows[ky];
+      r.ky[r.n++] = ky;
+    }
+  return r;
+}
+
+// Forward, one block of channels [c, c + n) of a tile of TW pixels whose window starts at input column xc.
+template <int S, int TW, bool L, bool R, bool M>
+__attribute__((always_inline)) inline void dw3_fwd_block(const DwRows& r, int64_t xc, std::size_t ld, std::size_t c,
+                                                        std::size_t n, const float* w, const float* bias, float* out,
+                                                        bool relu) {
+  constexpr int NC = (TW - 1) * S + 3;  // window columns
+  const int64_t sld = static_cast<int64_t>(ld);
+  const V b = bias ? load_m<M>(bias + c, n) : Simd::zero();
+  V acc[TW];
+  static_for<0, TW>([&](auto p) { acc[p.value] = b; });
+  for (int k = 0; k < r.n; ++k) {
+    const float* x = r.x[k] + xc * sld + c;
+    const float* wt = w + std::size_t(r.ky[k] * 3) * ld + c;
+    const V w0 = load_m<M>(wt, n), w1 = load_m<M>(wt + ld, n), w2 = load_m<M>(wt + 2 * ld, n);
+    static_for<(L ? 1 : 0), NC - (R ? 1 : 0)>([&](auto col) {
+      V xv = load_m<M>(x + col.value * sld, n);
+      in_register(xv);
+      static_for<0, TW>([&](auto p) {
+        constexpr int kx = decltype(col)::value - decltype(p)::value * S;
+        if constexpr (kx >= 0 && kx < 3) acc[p.value] = Simd::fma(xv, kx == 0 ? w0 : kx == 1 ? w1 : w2, acc[p.value]);
+      });
+    });
+  }
+  static_for<0, TW>([&](auto p) {
+    store_m<M>(out + std::size_t(p.value) * ld + c, relu ? uk::relu(acc[p.value]) : acc[p.value], n);
+  });
+}
+
+template <int S, int TW, bool L, bool R>
+inline void dw3_fwd_tile(const DwRows& r, int64_t xc, std::size_t count, std::size_t ld, const float* w,
+                         const float* bias, float* out, bool relu) {
+  std::size_t c = 0;
+  for (; c + kLanes <= count; c += kLanes) dw3_fwd_block<S, TW, L, R, false>(r, xc, ld, c, kLanes, w, bias, out, relu);
+  if (c < count) dw3_fwd_block<S, TW, L, R, true>(r, xc, ld, c, count - c, w, bias, out, relu);
+}
+
+// One pixel whose window starts at input column a, every column tested.
+inline void dw3_fwd_pixel(const DwRows& r, int64_t a, int64_t iw, std::size_t count, std::size_t ld, const float* w,
                           const float* bias, float* out, bool relu) {
-  for (std::size_t c = 0; c < channels; c += kLanes) {
-    const std::size_t n = channels - c < kLanes ? channels - c : kLanes;
-    V wv[3][3];
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ++ky)
-#pragma GCC unroll 3
-      for (int kx = 0; kx < 3; ++kx) wv[ky][kx] = load_upto(w + std::size_t(ky * 3 + kx) * channels + c, n);
-    const V b = bias ? load_upto(bias + c, n) : Simd::zero();
-    V col[3][3];  // [kx][ky]: the input vectors of the current pixel's three columns
-    auto load_col = [&](int kx, std::size_t x) {
-#pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky) col[kx][ky] = load_upto(rows[ky] + x * channels + c, n);
-    };
-    load_col(0, 0);
-    load_col(1, 1);
-    load_col(2, 2);
-    for (std::size_t j = 0;;) {
-      V acc[3];
-#pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky) {
-        acc[ky] = Simd::fma(col[0][ky], wv[ky][0], ky == 0 ? b : Simd::zero());
-        acc[ky] = Simd::fma(col[1][ky], wv[ky][1], acc[ky]);
-        acc[ky] = Simd::fma(col[2][ky], wv[ky][2], acc[ky]);
-      }
-      const V sum = Simd::add(Simd::add(acc[0], acc[1]), acc[2]);
-      store_upto(out + j * channels + c, relu ? uk::relu(sum) : sum, n);
-      if (++j == npix) break;
-      slide_window<SW>(col, j * SW, load_col);
-    }
-  }
-}
-
-inline void dwconv3x3_row_any(std::size_t npix, std::size_t channels, std::size_t stride, const float* const* rows,
-                              const float* w, const float* bias, float* out, const GemmParams* p) {
-  if (npix == 0) return;
-  const float* const r[3] = {rows[0], rows[1], rows[2]};
-  const bool relu = p->relu != 0;
-  if (stride == 1)
-    dwconv3x3_row<1>(npix, channels, r, w, bias, out, relu);
-  else if (stride == 2)
-    dwconv3x3_row<2>(npix, channels, r, w, bias, out, relu);
-  else {
-    // Any other stride: pixel by pixel (the generic template reloads every column).
-    for (std::size_t j = 0; j < npix; ++j) {
-      const float* const rj[3] = {r[0] + j * stride * channels, r[1] + j * stride * channels,
-                                  r[2] + j * stride * channels};
-      dwconv3x3_row<3>(1, channels, rj, w, bias, out + j * channels, relu);
-    }
-  }
-}
-
-// The weight gradient of dwconv3x3_row, accumulated: for channels c < count,
-//   dw[(ky * 3 + kx) * count + c] += sum_j rows[ky][(j * SW + kx) * ld + c] * dz[j * ld + c].
-// The 9 tap accumulators of a channel block stay in registers along the row; the input columns rotate as in the
-// forward kernel.
-template <int SW>
-inline void dwconv3x3_row_wgrad(std::size_t npix, std::size_t count, std::size_t ld, const float* const (&rows)[3],
-                                const float* dz, float* dw) {
+  const int64_t sld = static_cast<int64_t>(ld);
   for (std::size_t c = 0; c < count; c += kLanes) {
     const std::size_t n = count - c < kLanes ? count - c : kLanes;
-    V acc[3][3];
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ++ky)
-#pragma GCC unroll 3
-      for (int kx = 0; kx < 3; ++kx) acc[ky][kx] = load_upto(dw + std::size_t(ky * 3 + kx) * count + c, n);
-    V col[3][3];  // [kx][ky]
-    auto load_col = [&](int kx, std::size_t x) {
-#pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky) col[kx][ky] = load_upto(rows[ky] + x * ld + c, n);
-    };
-    load_col(0, 0);
-    load_col(1, 1);
-    load_col(2, 2);
-    for (std::size_t j = 0;;) {
-      const V d = load_upto(dz + j * ld + c, n);
-#pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky)
-#pragma GCC unroll 3
-        for (int kx = 0; kx < 3; ++kx) acc[ky][kx] = Simd::fma(col[kx][ky], d, acc[ky][kx]);
-      if (++j == npix) break;
-      slide_window<SW>(col, j * SW, load_col);
-    }
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ++ky)
-#pragma GCC unroll 3
-      for (int kx = 0; kx < 3; ++kx) store_upto(dw + std::size_t(ky * 3 + kx) * count + c, acc[ky][kx], n);
+    V acc = bias ? load_upto(bias + c, n) : Simd::zero();
+    for (int k = 0; k < r.n; ++k)
+      for (int kx = 0; kx < 3; ++kx)
+        if (a + kx >= 0 && a + kx < iw)
+          acc = Simd::fma(load_upto(r.x[k] + (a + kx) * sld + c, n),
+                          load_upto(w + std::size_t(r.ky[k] * 3 + kx) * ld + c, n), acc);
+    store_upto(out + c, relu ? uk::relu(acc) : acc, n);
   }
+}
+
+// Pixels [s, e) in tiles of 8, 4, 2, 1 (exactly: the weight gradient accumulates), the first with flag L when
+// first_l, the one ending at e with flag R when last_r. tile(Int<TW>, Int<L>, Int<R>, j).
+template <int MaxTW, typename Tile>
+inline void dw3_tiles(int64_t s, int64_t e, bool first_l, bool last_r, Tile&& tile) {
+  auto run = [&](auto tw, int64_t j) {
+    constexpr int TW = decltype(tw)::value;
+    const bool l = first_l && j == s, r = last_r && j + TW == e;
+    if (l && r)
+      tile(tw, Int<1>{}, Int<1>{}, j);
+    else if (l)
+      tile(tw, Int<1>{}, Int<0>{}, j);
+    else if (r)
+      tile(tw, Int<0>{}, Int<1>{}, j);
+    else
+      tile(tw, Int<0>{}, Int<0>{}, j);
+  };
+  int64_t j = s;
+  // Row lengths 7 * 2^k (most networks' sizes): equal tiles of 14 or 7 rather than 8 + 4 + 2 (+ 1), whose small
+  // tiles load more per FMA.
+  if (MaxTW >= 8 && (e - s) % 7 == 0) {
+    if constexpr (MaxTW >= 14)
+      for (; j + 14 <= e; j += 14) run(Int<14>{}, j);
+    if constexpr (MaxTW >= 8)
+      for (; j + 7 <= e; j += 7) run(Int<7>{}, j);
+    return;
+  }
+  if constexpr (MaxTW == 16) {
+    for (; j + 16 <= e; j += 16) run(Int<16>{}, j);
+    if (j + 8 <= e) run(Int<8>{}, j), j += 8;
+  } else if constexpr (MaxTW == 8) {
+    for (; j + 8 <= e; j += 8) run(Int<8>{}, j);
+  } else {
+    for (; j + 4 <= e; j += 4) run(Int<4>{}, j);
+  }
+  if (MaxTW >= 8 && j + 4 <= e) run(Int<4>{}, j), j += 4;
+  if (j + 2 <= e) run(Int<2>{}, j), j += 2;
+  if (j < e) run(Int<1>{}, j);
+}
+
+// The input columns of a tile of tw pixels (three rows) ld floats apart, in bytes.
+constexpr std::size_t dw3_tile_bytes(std::size_t tw, std::size_t stride, std::size_t ld) {
+  return 3 * ((tw - 1) * stride + 3) * ld * sizeof(float);
+}
+constexpr std::size_t kDwTileL1Bytes = 32 * 1024;
+
+// The split of a row: pixels [0, lo) and [hi, npix) per pixel, [s, e) in tiles (lo <= s, e <= hi), first_l / last_r
+// as dw3_tiles. Interior pixels have their whole window inside [0, iw).
+struct DwRowSplit {
+  int64_t lo, hi, s, e;
+  bool first_l, last_r;
+};
+
+inline DwRowSplit dw3_split(int64_t npix, int64_t stride, int64_t iw, int64_t ix0) {
+  DwRowSplit d{npix, npix, npix, npix, false, false};
+  if (stride > 2) {
+    d.lo = d.s = d.e = d.hi = 0;  // everything per pixel
+    return d;
+  }
+  // Interior: ix0 + j * stride >= 0 and ix0 + j * stride + 2 <= iw - 1.
+  const int64_t j_lo = ix0 >= 0 ? 0 : (-ix0 + stride - 1) / stride;
+  const int64_t j_hi = iw - 3 - ix0 < 0 ? -1 : ((iw - 3 - ix0) / stride < npix - 1 ? (iw - 3 - ix0) / stride : npix - 1);
+  if (j_lo > j_hi) {
+    d.lo = d.s = d.e = d.hi = 0;
+    return d;
+  }
+  d.first_l = j_lo == 1 && ix0 == -1;  // pixel 0 misses only its first column
+  d.last_r = j_hi == npix - 2 && ix0 + (npix - 1) * stride + 2 == iw;  // the last pixel only its last
+  d.s = d.first_l ? 0 : j_lo;
+  d.e = d.last_r ? npix : j_hi + 1;
+  d.lo = d.s;
+  d.hi = d.e;
+  return d;
+}
+
+template <int S>
+inline void dw3_fwd_row_s(std::size_t npix, std::size_t count, std::size_t ld, const DwRows& r, int64_t iw,
+                          int64_t ix0, const float* w, const float* bias, float* out, bool relu) {
+  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
+  for (int64_t j = 0; j < d.lo; ++j)
+    dw3_fwd_pixel(r, ix0 + j * S, iw, count, ld, w, bias, out + std::size_t(j) * ld, relu);
+  auto tile = [&](auto tw, auto l, auto rr, int64_t j) {
+    dw3_fwd_tile<S, decltype(tw)::value, decltype(l)::value != 0, decltype(rr)::value != 0>(
+        r, ix0 + j * S, count, ld, w, bias, out + std::size_t(j) * ld, relu);
+  };
+  // Tiles of 16 where 16 sums, 3 weights and a column fit in the registers (32 of AVX-512) and the tile's input
+  // columns in L1 (measured: wider tiles over many channels lose more to L1 misses than they save in loads); 8
+  // otherwise.
+  if (kLanes >= 16 && dw3_tile_bytes(16, S, ld) <= kDwTileL1Bytes)
+    dw3_tiles<16>(d.s, d.e, d.first_l, d.last_r, tile);
+  else
+    dw3_tiles<8>(d.s, d.e, d.first_l, d.last_r, tile);
+  for (int64_t j = d.hi; j < static_cast<int64_t>(npix); ++j)
+    dw3_fwd_pixel(r, ix0 + j * S, iw, count, ld, w, bias, out + std::size_t(j) * ld, relu);
+}
+
+inline void dwconv3x3_row_any(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
+                              const float* const* rows, int64_t iw, int64_t ix0, const float* w, const float* bias,
+                              float* out, const GemmParams* p) {
+  const DwRows r = dw_rows(rows);
+  const bool relu = p->relu != 0;
+  if (stride == 1)
+    dw3_fwd_row_s<1>(npix, count, ld, r, iw, ix0, w, bias, out, relu);
+  else if (stride == 2)
+    dw3_fwd_row_s<2>(npix, count, ld, r, iw, ix0, w, bias, out, relu);
+  else
+    for (std::size_t j = 0; j < npix; ++j)
+      dw3_fwd_pixel(r, ix0 + int64_t(j * stride), iw, count, ld, w, bias, out + j * ld, relu);
+}
+
+// Backward data of the 3x3 stride-2 convolution, one dx row: dx column ix (q = q0 + ix) gets dz column ox through
+// tap kx = q - 2 * ox (kx < 3) of every dz row present (rows[ky]: the dz row whose output row reads this dx row
+// through tap row ky, or null). A tile of TW dx columns starting at q = 2b + P reads dz columns b - 1 + r,
+// r < NC = (P + TW - 1) / 2 + 2, and dx column i of the tile gets dz column r through tap P + i + 2 - 2r; a tile
+// whose first (L) or last (R) dz column is outside [0, ow) skips it, other cut tiles go per pixel.
+template <int P, int TW, bool L, bool R, bool M>
+__attribute__((always_inline)) inline void dw3_bwd2_block(const DwRows& r, int64_t oc0, std::size_t ld,
+                                                         std::size_t c, std::size_t n, const float* w, float* out) {
+  constexpr int NC = (P + TW - 1) / 2 + 2;
+  const int64_t sld = static_cast<int64_t>(ld);
+  V acc[TW];
+  static_for<0, TW>([&](auto i) { acc[i.value] = Simd::zero(); });
+  for (int k = 0; k < r.n; ++k) {
+    const float* x = r.x[k] + oc0 * sld + c;
+    const float* wt = w + std::size_t(r.ky[k] * 3) * ld + c;
+    const V w0 = load_m<M>(wt, n), w1 = load_m<M>(wt + ld, n), w2 = load_m<M>(wt + 2 * ld, n);
+    static_for<(L ? 1 : 0), NC - (R ? 1 : 0)>([&](auto col) {
+      V xv = load_m<M>(x + col.value * sld, n);
+      in_register(xv);
+      static_for<0, TW>([&](auto i) {
+        constexpr int kx = P + decltype(i)::value + 2 - 2 * decltype(col)::value;
+        if constexpr (kx >= 0 && kx < 3) acc[i.value] = Simd::fma(xv, kx == 0 ? w0 : kx == 1 ? w1 : w2, acc[i.value]);
+      });
+    });
+  }
+  static_for<0, TW>([&](auto i) { store_m<M>(out + std::size_t(i.value) * ld + c, acc[i.value], n); });
+}
+
+template <int P, int TW, bool L, bool R>
+inline void dw3_bwd2_tile(const DwRows& r, int64_t oc0, std::size_t count, std::size_t ld, const float* w,
+                          float* out) {
+  std::size_t c = 0;
+  for (; c + kLanes <= count; c += kLanes) dw3_bwd2_block<P, TW, L, R, false>(r, oc0, ld, c, kLanes, w, out);
+  if (c < count) dw3_bwd2_block<P, TW, L, R, true>(r, oc0, ld, c, count - c, w, out);
+}
+
+// One dx column q, every tap tested.
+inline void dw3_bwd2_pixel(const DwRows& r, int64_t q, int64_t ow, std::size_t count, std::size_t ld, const float* w,
+                           float* out) {
+  const int64_t sld = static_cast<int64_t>(ld);
+  for (std::size_t c = 0; c < count; c += kLanes) {
+    const std::size_t n = count - c < kLanes ? count - c : kLanes;
+    V acc = Simd::zero();
+    for (int k = 0; k < r.n; ++k)
+      for (int kx = 0; kx < 3; ++kx) {
+        const int64_t t = q - kx;
+        if (t < 0 || t % 2 != 0 || t / 2 >= ow) continue;
+        acc = Simd::fma(load_upto(r.x[k] + (t / 2) * sld + c, n),
+                        load_upto(w + std::size_t(r.ky[k] * 3 + kx) * ld + c, n), acc);
+      }
+    store_upto(out + c, acc, n);
+  }
+}
+
+template <int P>
+inline void dw3_bwd2_row_p(std::size_t npix, std::size_t count, std::size_t ld, const DwRows& r, int64_t ow,
+                           int64_t q0, const float* w, float* out) {
+  // A tile of TW columns starting at dx column j: q = q0 + j = 2b + P, dz columns b - 1 .. b - 2 + NC.
+  auto run = [&](auto tw, int64_t j) {
+    constexpr int TW = decltype(tw)::value, NC = (P + TW - 1) / 2 + 2;
+    const int64_t b = (q0 + j - P) / 2, first = b - 1, last = b - 2 + NC;
+    float* o = out + std::size_t(j) * ld;
+    const bool l = first < 0, rr = last >= ow;
+    if (!l && !rr)
+      dw3_bwd2_tile<P, TW, false, false>(r, first, count, ld, w, o);
+    else if (first == -1 && !rr && NC > 1)
+      dw3_bwd2_tile<P, TW, true, false>(r, first, count, ld, w, o);
+    else if (!l && last == ow)
+      dw3_bwd2_tile<P, TW, false, true>(r, first, count, ld, w, o);
+    else if (first == -1 && last == ow && NC > 2)
+      dw3_bwd2_tile<P, TW, true, true>(r, first, count, ld, w, o);
+    else
+      for (int i = 0; i < TW; ++i) dw3_bwd2_pixel(r, q0 + j + i, ow, count, ld, w, o + std::size_t(i) * ld);
+  };
+  const int64_t e = static_cast<int64_t>(npix);
+  int64_t j = 0;
+  if constexpr (kLanes >= 16)
+    for (; j + 16 <= e; j += 16) run(Int<16>{}, j);
+  for (; j + 8 <= e; j += 8) run(Int<8>{}, j);
+  if (j + 4 <= e) run(Int<4>{}, j), j += 4;
+  if (j + 2 <= e) run(Int<2>{}, j), j += 2;
+  if (j < e) dw3_bwd2_pixel(r, q0 + j, ow, count, ld, w, out + std::size_t(j) * ld);
+}
+
+// The row entry: q0 = pad_left (dx column 0 is q = pad_left); tiles start at even offsets, so every tile has the
+// parity of q0.
+inline void dwconv3x3_row_bwd2_any(std::size_t npix, std::size_t count, std::size_t ld, const float* const* rows,
+                                   int64_t ow, int64_t q0, const float* w, float* out) {
+  const DwRows r = dw_rows(rows);
+  if (q0 % 2 == 0)
+    dw3_bwd2_row_p<0>(npix, count, ld, r, ow, q0, w, out);
+  else
+    dw3_bwd2_row_p<1>(npix, count, ld, r, ow, q0, w, out);
+}
+
+// Weight gradient, one block of channels of a tile: the tile's TW dz vectors stay in registers; NR = 3 keeps the 9
+// tap sums of the block in registers (all three rows exist), NR = 1 the 3 of row r.x[k0]. db (when not null) gets
+// the dz sums.
+template <int S, int TW, bool L, bool R, bool M, int NR>
+__attribute__((always_inline)) inline void dw3_wgrad_block(const DwRows& r, int k0, int64_t xc, std::size_t ld,
+                                                          std::size_t c, std::size_t n, const float* dz, float* dw,
+                                                          float* db) {
+  constexpr int NC = (TW - 1) * S + 3;
+  const int64_t sld = static_cast<int64_t>(ld);
+  V d[TW];
+  static_for<0, TW>([&](auto p) { d[p.value] = load_m<M>(dz + std::size_t(p.value) * ld + c, n); });
+  if (db) {
+    V s = load_m<M>(db + c, n);
+    static_for<0, TW>([&](auto p) { s = Simd::add(s, d[p.value]); });
+    store_m<M>(db + c, s, n);
+  }
+  V a[NR][3];
+  const float* x[NR];
+  float* dwk[NR];
+  static_for<0, NR>([&](auto k) {
+    x[k.value] = r.x[k0 + k.value] + xc * sld + c;
+    dwk[k.value] = dw + std::size_t(r.ky[k0 + k.value] * 3) * ld + c;
+    static_for<0, 3>([&](auto kx) { a[k.value][kx.value] = load_m<M>(dwk[k.value] + kx.value * ld, n); });
+  });
+  static_for<(L ? 1 : 0), NC - (R ? 1 : 0)>([&](auto col) {
+    static_for<0, NR>([&](auto k) {
+      V xv = load_m<M>(x[k.value] + col.value * sld, n);
+      in_register(xv);
+      static_for<0, TW>([&](auto p) {
+        constexpr int kx = decltype(col)::value - decltype(p)::value * S;
+        if constexpr (kx >= 0 && kx < 3) a[k.value][kx] = Simd::fma(xv, d[p.value], a[k.value][kx]);
+      });
+    });
+  });
+  static_for<0, NR>([&](auto k) {
+    static_for<0, 3>([&](auto kx) { store_m<M>(dwk[k.value] + kx.value * ld, a[k.value][kx.value], n); });
+  });
+}
+
+template <int S, int TW, bool L, bool R, int NR>
+inline void dw3_wgrad_tile_nr(const DwRows& r, int k0, int64_t xc, std::size_t count, std::size_t ld, const float* dz,
+                              float* dw, float* db) {
+  std::size_t c = 0;
+  for (; c + kLanes <= count; c += kLanes) dw3_wgrad_block<S, TW, L, R, false, NR>(r, k0, xc, ld, c, kLanes, dz, dw, db);
+  if (c < count) dw3_wgrad_block<S, TW, L, R, true, NR>(r, k0, xc, ld, c, count - c, dz, dw, db);
+}
+
+template <int S, int TW, bool L, bool R>
+inline void dw3_wgrad_tile(const DwRows& r, int64_t xc, std::size_t count, std::size_t ld, const float* dz, float* dw,
+                           float* db) {
+  if (r.n == 3) return dw3_wgrad_tile_nr<S, TW, L, R, 3>(r, 0, xc, count, ld, dz, dw, db);
+  for (int k = 0; k < r.n; ++k) dw3_wgrad_tile_nr<S, TW, L, R, 1>(r, k, xc, count, ld, dz, dw, k == 0 ? db : nullptr);
+  if (r.n == 0 && db)  // no input row: only the bias gradient
+    for (int p = 0; p < TW; ++p)
+      for (std::size_t c = 0; c < count; c += kLanes) {
+        const std::size_t n = count - c < kLanes ? count - c : kLanes;
+        store_upto(db + c, Simd::add(load_upto(db + c, n), load_upto(dz + std::size_t(p) * ld + c, n)), n);
+      }
+}
+
+inline void dw3_wgrad_pixel(const DwRows& r, int64_t a, int64_t iw, std::size_t count, std::size_t ld,
+                            const float* dz, float* dw, float* db) {
+  const int64_t sld = static_cast<int64_t>(ld);
+  for (std::size_t c = 0; c < count; c += kLanes) {
+    const std::size_t n = count - c < kLanes ? count - c : kLanes;
+    const V d = load_upto(dz + c, n);
+    if (db) store_upto(db + c, Simd::add(load_upto(db + c, n), d), n);
+    for (int k = 0; k < r.n; ++k)
+      for (int kx = 0; kx < 3; ++kx)
+        if (a + kx >= 0 && a + kx < iw) {
+          float* t = dw + std::size_t(r.ky[k] * 3 + kx) * ld + c;
+          store_upto(t, Simd::fma(load_upto(r.x[k] + (a + kx) * sld + c, n), d, load_upto(t, n)), n);
+        }
+  }
+}
+
+template <int S>
+inline void dw3_wgrad_row_s(std::size_t npix, std::size_t count, std::size_t ld, const DwRows& r, int64_t iw,
+                            int64_t ix0, const float* dz, float* dw, float* db) {
+  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
+  for (int64_t j = 0; j < d.lo; ++j) dw3_wgrad_pixel(r, ix0 + j * S, iw, count, ld, dz + std::size_t(j) * ld, dw, db);
+  auto tile = [&](auto tw, auto l, auto rr, int64_t j) {
+    dw3_wgrad_tile<S, decltype(tw)::value, decltype(l)::value != 0, decltype(rr)::value != 0>(
+        r, ix0 + j * S, count, ld, dz + std::size_t(j) * ld, dw, db);
+  };
+  // Tiles of up to 16 pixels where 16 dz vectors, 9 sums and a column fit in the registers (32 of AVX-512) and the
+  // tile's columns in L1, 8 where not; 4 with 16 registers.
+  if constexpr (kLanes >= 16) {
+    if (dw3_tile_bytes(16, S, ld) <= kDwTileL1Bytes)
+      dw3_tiles<16>(d.s, d.e, d.first_l, d.last_r, tile);
+    else
+      dw3_tiles<8>(d.s, d.e, d.first_l, d.last_r, tile);
+  } else {
+    dw3_tiles<4>(d.s, d.e, d.first_l, d.last_r, tile);
+  }
+  for (int64_t j = d.hi; j < static_cast<int64_t>(npix); ++j)
+    dw3_wgrad_pixel(r, ix0 + j * S, iw, count, ld, dz + std::size_t(j) * ld, dw, db);
 }
 
 inline void dwconv3x3_row_wgrad_any(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
-                                    const float* const* rows, const float* dz, float* dw) {
-  if (npix == 0) return;
-  const float* const r[3] = {rows[0], rows[1], rows[2]};
+                                    const float* const* rows, int64_t iw, int64_t ix0, const float* dz, float* dw,
+                                    float* db) {
+  const DwRows r = dw_rows(rows);
   if (stride == 1)
-    dwconv3x3_row_wgrad<1>(npix, count, ld, r, dz, dw);
+    dw3_wgrad_row_s<1>(npix, count, ld, r, iw, ix0, dz, dw, db);
   else if (stride == 2)
-    dwconv3x3_row_wgrad<2>(npix, count, ld, r, dz, dw);
+    dw3_wgrad_row_s<2>(npix, count, ld, r, iw, ix0, dz, dw, db);
   else
-    for (std::size_t j = 0; j < npix; ++j) {
-      const float* const rj[3] = {r[0] + j * stride * ld, r[1] + j * stride * ld, r[2] + j * stride * ld};
-      dwconv3x3_row_wgrad<3>(1, count, ld, rj, dz + j * ld, dw);
-    }
+    for (std::size_t j = 0; j < npix; ++j)
+      dw3_wgrad_pixel(r, ix0 + int64_t(j * stride), iw, count, ld, dz + j * ld, dw, db);
 }
 
 // For two vectors holding 2W consecutive products of multiplier 2, the W sums of adjacent pairs, in order:

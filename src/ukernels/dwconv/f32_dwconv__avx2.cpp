@@ -9,14 +9,21 @@ void f32_dwconv__avx2(std::size_t npix, std::size_t channels, std::size_t mult, 
   dwconv(npix, channels, mult, taps, a_base, a_off, zero, w, bias, c_base, c_off, p);
 }
 
-void f32_dwconv3x3_row__avx2(std::size_t npix, std::size_t channels, std::size_t stride, const float* const* rows,
-                          const float* w, const float* bias, float* out, const GemmParams* p) {
-  dwconv3x3_row_any(npix, channels, stride, rows, w, bias, out, p);
+void f32_dwconv3x3_row__avx2(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
+                          const float* const* rows, int64_t iw, int64_t ix0, const float* w, const float* bias,
+                          float* out, const GemmParams* p) {
+  dwconv3x3_row_any(npix, count, ld, stride, rows, iw, ix0, w, bias, out, p);
 }
 
 void f32_dwconv3x3_row_wgrad__avx2(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
-                                const float* const* rows, const float* dz, float* dw) {
-  dwconv3x3_row_wgrad_any(npix, count, ld, stride, rows, dz, dw);
+                                const float* const* rows, int64_t iw, int64_t ix0, const float* dz, float* dw,
+                                float* db) {
+  dwconv3x3_row_wgrad_any(npix, count, ld, stride, rows, iw, ix0, dz, dw, db);
+}
+
+void f32_dwconv3x3_row_bwd2__avx2(std::size_t npix, std::size_t count, std::size_t ld, const float* const* rows,
+                               int64_t ow, int64_t q0, const float* w, float* out) {
+  dwconv3x3_row_bwd2_any(npix, count, ld, rows, ow, q0, w, out);
 }
 
 void f32_dwconv_reduce__avx2(std::size_t npix, std::size_t channels, std::size_t mult, std::size_t taps,

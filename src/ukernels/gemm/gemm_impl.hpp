@@ -116,10 +116,18 @@ inline void gemm_body(std::size_t mr, std::size_t nc, std::size_t kc, const floa
   acc_store(acc, mr, nc, rows, p);
 }
 
+// A tile of at most half the rows (the last tile of a GEMM: 49 = 3 x 14 + 7 rows on a 7x7 map) runs the half-height
+// block instead of computing MR rows to store mr: the same sums row by row, so the same results.
 template <int MR, int NV>
 inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
                       const float* w, std::size_t w_stride, const float* bias, float* c0, std::size_t c_stride,
                       const GemmParams* p) {
+  if constexpr (MR >= 8) {
+    if (mr <= std::size_t(MR / 2)) {
+      gemm_tile<MR / 2, NV>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
+      return;
+    }
+  }
   if (nc == std::size_t(NV * kW))
     gemm_body<MR, NV, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
   else

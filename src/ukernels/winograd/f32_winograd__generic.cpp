@@ -17,4 +17,9 @@ void f32_wino_weight_f4k3__generic(std::size_t c, const float* const* src, float
   wino_weight(c, src, u, u_stride);
 }
 
+void f32_wino_gemm__generic(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
+                          const float* w, std::size_t w_stride, float* c, std::size_t c_stride) {
+  wino_gemm(mr, nc, kc, a, a_stride, w, w_stride, c, c_stride);
+}
+
 }  // namespace convkit::uk

@@ -35,10 +35,23 @@ using WinoOutputFn = void (*)(std::size_t c, const float* m, std::size_t m_strid
 // (src: 9 rows of c floats).
 using WinoWeightFn = void (*)(std::size_t c, const float* const* src, float* u, std::size_t u_stride);
 
+// The element-wise products, summed over channels: C (mr x nc, rows c_stride apart) = A (mr x kc, rows a_stride
+// apart) * W (kc x nc, rows w_stride apart), for 1 <= mr <= kWinoGemmMaxRows and 1 <= nc <= the ISA's NR (its GEMM
+// table's column block: 2 vectors). Unlike the GEMM microkernel (which computes its MR rows whatever mr is), it
+// computes exactly mr rows: the transformed tiles of a small image are few (4 for a 7x7 output), and each row costs
+// its own FMAs. Each element is the plain chain of FMAs over k in order, as the GEMM microkernel computes it.
+using WinoGemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
+                            const float* w, std::size_t w_stride, float* c, std::size_t c_stride);
+// The row counts the kernels take: the register budget of the widest (avx512: mr x 2 accumulators + 2 weights + 1
+// broadcast <= 32 zmm registers).
+inline constexpr std::size_t kWinoGemmMaxRows = 14;
+
 #define CONVKIT_DECLARE_WINOGRAD(isa)                                                                         \
   void f32_wino_input_f4k3__##isa(std::size_t, const float* const*, float*, std::size_t);                     \
   void f32_wino_output_f4k3__##isa(std::size_t, const float*, std::size_t, const float*, float* const*, int); \
-  void f32_wino_weight_f4k3__##isa(std::size_t, const float* const*, float*, std::size_t);
+  void f32_wino_weight_f4k3__##isa(std::size_t, const float* const*, float*, std::size_t);                    \
+  void f32_wino_gemm__##isa(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,   \
+                            std::size_t, float*, std::size_t);
 
 CONVKIT_DECLARE_WINOGRAD(generic)
 CONVKIT_DECLARE_WINOGRAD(avx2)

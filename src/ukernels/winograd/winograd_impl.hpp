@@ -143,5 +143,66 @@ inline void wino_weight(std::size_t c, const float* const* src, float* u, std::s
   wino_to6<3, g3>(c, src, u, u_stride);
 }
 
+// C = A W for exactly M rows (winograd.hpp, WinoGemmFn); FULL: nc is the full two vectors.
+template <int M, bool FULL>
+inline void wino_gemm_rows(std::size_t nc, std::size_t kc, const float* a, std::size_t as, const float* w,
+                           std::size_t ws, float* c, std::size_t cs) {
+  WV acc[M][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r) acc[r][0] = acc[r][1] = Simd::zero();
+  const std::size_t n1 = nc > kWL ? nc - kWL : 0;  // columns in the second vector
+  for (std::size_t k = 0; k < kc; ++k) {
+    const WV b0 = wload<FULL>(w, nc);
+    const WV b1 = FULL ? Simd::loadu(w + kWL) : n1 > 0 ? load_upto(w + kWL, n1) : Simd::zero();
+    w += ws;
+#pragma GCC unroll 16
+    for (int r = 0; r < M; ++r) {
+      const WV av = Simd::bcast(a + r * as + k);
+      acc[r][0] = Simd::fma(av, b0, acc[r][0]);
+      acc[r][1] = Simd::fma(av, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r) {
+    float* row = c + r * cs;
+    if (FULL) {
+      Simd::storeu(row, acc[r][0]);
+      Simd::storeu(row + kWL, acc[r][1]);
+    } else {
+      store_upto(row, acc[r][0], nc < kWL ? nc : kWL);
+      if (n1 > 0) store_upto(row + kWL, acc[r][1], n1);
+    }
+  }
+}
+
+template <int M>
+inline void wino_gemm_m(std::size_t nc, std::size_t kc, const float* a, std::size_t as, const float* w,
+                        std::size_t ws, float* c, std::size_t cs) {
+  if (nc == 2 * kWL)
+    wino_gemm_rows<M, true>(nc, kc, a, as, w, ws, c, cs);
+  else
+    wino_gemm_rows<M, false>(nc, kc, a, as, w, ws, c, cs);
+}
+
+inline void wino_gemm(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t as,
+                      const float* w, std::size_t ws, float* c, std::size_t cs) {
+  switch (mr) {
+    case 1: return wino_gemm_m<1>(nc, kc, a, as, w, ws, c, cs);
+    case 2: return wino_gemm_m<2>(nc, kc, a, as, w, ws, c, cs);
+    case 3: return wino_gemm_m<3>(nc, kc, a, as, w, ws, c, cs);
+    case 4: return wino_gemm_m<4>(nc, kc, a, as, w, ws, c, cs);
+    case 5: return wino_gemm_m<5>(nc, kc, a, as, w, ws, c, cs);
+    case 6: return wino_gemm_m<6>(nc, kc, a, as, w, ws, c, cs);
+    case 7: return wino_gemm_m<7>(nc, kc, a, as, w, ws, c, cs);
+    case 8: return wino_gemm_m<8>(nc, kc, a, as, w, ws, c, cs);
+    case 9: return wino_gemm_m<9>(nc, kc, a, as, w, ws, c, cs);
+    case 10: return wino_gemm_m<10>(nc, kc, a, as, w, ws, c, cs);
+    case 11: return wino_gemm_m<11>(nc, kc, a, as, w, ws, c, cs);
+    case 12: return wino_gemm_m<12>(nc, kc, a, as, w, ws, c, cs);
+    case 13: return wino_gemm_m<13>(nc, kc, a, as, w, ws, c, cs);
+    default: return wino_gemm_m<14>(nc, kc, a, as, w, ws, c, cs);
+  }
+}
+
 }  // namespace
 }  // namespace convkit::uk

@@ -1,0 +1,259 @@
+// The gemm_1x1 Conv2D algorithm (src/ops/conv2d_gemm.cpp): strided 1x1 convolutions (strides 2 and 3, different
+// along height and width, groups, odd sizes that leave trailing input pixels unread, the edges of the MR x NR
+// register tile) against the reference kernels in all three directions on every ISA of this CPU; weights packed
+// once give the per-call results bit for bit (stride 1 and strided); the automatic choice takes gemm_1x1 for
+// strided unpadded 1x1 and still refuses padded 1x1; the workspace bound; no allocation with a workspace. The cases
+// reach each form of the plan: rows through the offset table or gathered, weights in place or copied per thread,
+// the column blocks or the row tiles fastest (in chunks).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "alloc_counter.hpp"  // this binary's operator new (one TU only)
+#include "config/kernels.hpp"
+#include "convkit/runtime.hpp"
+#include "expect_error.hpp"
+#include "ops/conv2d_threads.hpp"
+#include "ops/conv_check.hpp"
+
+namespace convkit {
+namespace {
+
+using testops::Expected;
+using testops::Problem;
+
+// Tiny problems would run on one thread (ops/conv2d_threads.hpp); the splits are checked here too.
+const bool kEveryThreadRuns = (ops::g_min_ns_per_thread = 0.0, true);
+
+struct Case {
+  std::string name;
+  Conv2dParams p;
+  Shape input;
+};
+
+const Activation kActs[] = {Activation::none, Activation::relu, Activation::tanh, Activation::sigmoid};
+
+Conv2dParams pointwise(int filters, int sh, int sw, int groups = 1) {
+  Conv2dParams p;
+  p.filters = filters;
+  p.kernel_size = {1, 1};
+  p.strides = {sh, sw};
+  p.groups = groups;
+  return p;
+}
+
+std::vector<Isa> isas() {
+  std::vector<Isa> out;
+  for (Isa i : {Isa::avx512, Isa::avx2, Isa::generic})
+    if (cpu_supports(i)) out.push_back(i);
+  return out;
+}
+
+// The edges of one ISA's register block, with strides.
+std::vector<Case> strided_cases(const config::KernelTable& k) {
+  const int mr = k.mr, nr = k.nr;
+  std::vector<Case> cases;
+  int act = 0;
+  auto add = [&](std::string name, Conv2dParams p, Shape in) {
+    p.activation = kActs[act++ % 4];
+    cases.push_back({std::move(name), p, std::move(in)});
+  };
+  // ResNet's projection shortcut in small: even sizes, stride 2 (IH = OH * 2: the weight gradient's one-image form).
+  add("s2_even", pointwise(nr + 3, 2, 2), {2, 6, 8, mr + 2});
+  // Odd sizes: the last input row and column are read by no output pixel.
+  add("s2_odd", pointwise(5, 2, 2), {3, 7, 9, 3});
+  add("s3_odd", pointwise(nr - 1, 3, 3), {2, 8, 10, 4});
+  add("s3_exact", pointwise(2 * nr + 1, 3, 3), {1, 9, 12, 2 * mr + 1});
+  // Different strides along height and width, and stride 1 along one of them.
+  add("s2x3", pointwise(7, 2, 3), {2, 9, 11, 5});
+  add("s3x1", pointwise(nr, 3, 1), {1, 10, mr + 1, 6});
+  add("s1x2", pointwise(nr + 1, 1, 2), {2, 3, 2 * mr + 3, 3});
+  // Groups: 2 and 3, with channel counts around the register blocks.
+  add("groups2_s2", pointwise(2 * nr + 2, 2, 2, 2), {2, 7, 6, 2 * mr + 2});
+  add("groups3_s3", pointwise(9, 3, 3, 3), {1, 10, 7, 6});
+  add("groups4_s2x3", pointwise(4 * (nr + 1), 2, 3, 4), {1, 5, 8, 4 * (mr - 1)});
+  // Output rows around the tile: 1, MR - 1, MR, MR + 1 output pixels in all, tiles spanning output rows and images.
+  for (int rows : {1, mr - 1, mr, mr + 1, 3 * mr + 2})
+    add("rows" + std::to_string(rows), pointwise(nr + 1, 2, 2), {1, 1, 2 * rows, mr + 1});
+  add("tiles_span_images", pointwise(nr - 1, 2, 2), {3, 5, 5, nr + 1});
+  // One input pixel: a stride larger than the input.
+  add("one_pixel", pointwise(3, 3, 2), {2, 1, 1, 4});
+  // Input channels past NR (several blocks of backward data), output channels past 2 NR.
+  add("channels", pointwise(2 * nr + 3, 2, 2), {1, 5, 6, nr + 5});
+  // Source rows 4 KiB apart (sw * IC * 4): forward gathers them into the workspace first (with MR 14).
+  add("gather_s2_ic512", pointwise(40, 2, 2), {2, 5, 7, 512});
+  add("gather_s4_groups", pointwise(2 * (nr + 3), 3, 4, 2), {1, 7, 13, 256});
+  // A kernel over 1 MiB: the row tiles fastest, forward per call copying each block into a per-thread buffer.
+  add("big_weights_s2", pointwise(640, 2, 2), {1, 6, 10, 520});
+  add("big_weights_groups", pointwise(2 * 600 + 6, 3, 2, 2), {1, 7, 9, 2 * 500});
+  // ... and rows over 1 MiB too: the tiles in chunks, forward per call packing the whole kernel first.
+  add("big_weights_chunks", pointwise(520, 2, 2), {1, 34, 60, 520});
+  return cases;
+}
+
+std::vector<Case> random_cases(uint32_t seed, int count) {
+  std::mt19937 rng(seed);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  std::vector<Case> cases;
+  for (int i = 0; i < count; ++i) {
+    const int groups = pick(0, 3) == 0 ? pick(2, 3) : 1;
+    Conv2dParams p = pointwise(groups * pick(1, 40), pick(1, 3), pick(1, 3), groups);
+    p.activation = kActs[pick(0, 3)];
+    p.use_bias = pick(0, 3) != 0;
+    cases.push_back({"random" + std::to_string(i), p, {pick(1, 3), pick(1, 12), pick(1, 12), groups * pick(1, 40)}});
+  }
+  return cases;
+}
+
+class Gemm1x1 : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    reset_isa();
+    set_num_threads(0);
+  }
+};
+
+TEST_F(Gemm1x1, StridedMatchesTheReferenceOnEveryIsa) {
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    std::vector<Case> cases = strided_cases(config::kernels(isa));
+    for (Case& c : random_cases(11u + static_cast<uint32_t>(isa), 25)) cases.push_back(c);
+    for (const Case& c : cases) {
+      const Problem pr(c.p, c.input, 7u);
+      const Expected e(pr);
+      for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1);
+        testops::check_plan(plan, pr, e,
+                            to_string(isa) + " " + c.name + " " + testops::describe(c.p, c.input) + " threads " +
+                                std::to_string(threads));
+      }
+    }
+  }
+}
+
+// forward_packed / backward_data_packed == forward / backward_data bit for bit, and pack_weights writes exactly
+// packed_weights_size() floats (one NR-wide block per group and column block, both directions).
+TEST_F(Gemm1x1, PackedWeightsGiveThePerCallResultsBitForBit) {
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    const config::KernelTable& k = config::kernels(isa);
+    std::vector<Case> cases = strided_cases(k);
+    // Stride 1: the plain GEMM; large OC (the in-place rows alias in the caches); a tall Dense-like problem.
+    cases.push_back({"s1", pointwise(2 * k.nr + 5, 1, 1), {2, 5, 7, k.nr + 3}});
+    cases.push_back({"s1_groups", pointwise(3 * (k.nr - 1), 1, 1, 3), {1, 4, 9, 3 * (k.mr + 1)}});
+    cases.push_back({"s1_wide", pointwise(600, 1, 1), {1, 3, 5, 40}});
+    cases.push_back({"dense_like", pointwise(70, 1, 1), {3, 1, 1, 3000}});
+    cases.push_back({"big_weights_s1", pointwise(600, 1, 1), {2, 3, 7, 600}});
+    cases.push_back({"big_weights_one_tile", pointwise(1100, 1, 1), {5, 1, 1, 300}});
+    cases.push_back({"big_weights_chunks_s1", pointwise(600, 1, 1), {2, 18, 17, 500}});
+    for (Case& c : random_cases(5u + static_cast<uint32_t>(isa), 10)) cases.push_back(c);
+    for (const Case& c : cases) {
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        const std::string what = to_string(isa) + " " + c.name + " " + testops::describe(c.p, c.input) +
+                                 " threads " + std::to_string(threads);
+        const Conv2dPlan plan =
+            Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1, Conv2dWeights::packed_once);
+        const Conv2dGeometry& g = plan.geometry();
+        const int64_t up_oc = (g.oc_per_group() + k.nr - 1) / k.nr * k.nr;
+        const int64_t up_ic = (g.ic_per_group() + k.nr - 1) / k.nr * k.nr;
+        EXPECT_EQ(plan.packed_weights_size(),
+                  static_cast<std::size_t>(g.groups * (g.ic_per_group() * up_oc + up_ic * g.oc_per_group())))
+            << what;
+        const Problem pr(c.p, c.input, 9u);
+        std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
+        plan.pack_weights(pr.w.data(), packed.data());
+        EXPECT_TRUE(std::isnan(packed.back())) << what << ": pack_weights wrote past packed_weights_size()";
+        std::vector<unsigned char> ws(plan.workspace_size());
+        std::vector<float> y(pr.dz.size(), -3.0f), yp(pr.dz.size(), -5.0f);
+        std::vector<float> dx(pr.x.size(), -3.0f), dxp(pr.x.size(), -5.0f);
+        plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
+        plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
+        g_allocations = 0;
+        g_counting = true;
+        plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), ws.data());
+        plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dxp.data(), ws.data());
+        g_counting = false;
+        if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_EQ(g_allocations.load(), 0) << what;
+        EXPECT_TRUE(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)) == 0) << what << ": forward_packed";
+        EXPECT_TRUE(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)) == 0)
+            << what << ": backward_data_packed";
+      }
+    }
+  }
+}
+
+TEST_F(Gemm1x1, ChosenForStridedUnpaddedAndRefusedWhenPadded) {
+  // ResNet-50's res4a_branch1 (a projection shortcut), and small strided shapes.
+  EXPECT_EQ(Conv2dPlan::create(pointwise(1024, 2, 2), {1, 28, 28, 512}).algorithm(), "gemm_1x1");
+  EXPECT_EQ(Conv2dPlan::create(pointwise(8, 3, 2), {2, 7, 5, 4}).algorithm(), "gemm_1x1");
+  EXPECT_EQ(Conv2dPlan::create(pointwise(6, 2, 2, 3), {1, 6, 6, 9}).algorithm(), "gemm_1x1");
+  EXPECT_EQ(Conv2dPlan::create(pointwise(8, 2, 2), {1, 7, 7, 4}, Conv2dAlgorithm::automatic,
+                               Conv2dWeights::packed_once)
+                .algorithm(),
+            "gemm_1x1");
+  // "same" with stride 2 on an even input has no padding for a 1x1 kernel: still gemm_1x1.
+  Conv2dParams same = pointwise(8, 2, 2);
+  same.padding = Padding::same();
+  EXPECT_EQ(Conv2dPlan::create(same, {1, 8, 8, 4}).algorithm(), "gemm_1x1");
+  // Padded 1x1, with stride 1 or 2: implicit_gemm, and forcing gemm_1x1 says why not.
+  for (int stride : {1, 2}) {
+    Conv2dParams padded = pointwise(8, stride, stride);
+    padded.padding = Padding::symmetric(1, 1);
+    const Conv2dPlan plan = Conv2dPlan::create(padded, {1, 6, 6, 4});
+    EXPECT_EQ(plan.algorithm(), "implicit_gemm");
+    EXPECT_NE(plan.explain().find("gemm_1x1: not chosen: needs no padding"), std::string::npos) << plan.explain();
+    const std::string e =
+        test_support::error_message([&] { Conv2dPlan::create(padded, {1, 6, 6, 4}, Conv2dAlgorithm::gemm_1x1); });
+    EXPECT_NE(e.find("'gemm_1x1' cannot run"), std::string::npos) << e;
+    EXPECT_NE(e.find("needs no padding"), std::string::npos) << e;
+  }
+}
+
+// The workspace (all three directions) stays within input + packed weights, as tests/ops/test_conv2d_workspace.cpp
+// requires of every algorithm, on strided shapes; and the workspace overloads allocate nothing.
+TEST_F(Gemm1x1, StridedWorkspaceBoundAndNoAllocation) {
+  constexpr std::size_t kSlack = 16 * 1024;
+  const Case cases[] = {{"res4a_small", pointwise(256, 2, 2), {1, 14, 14, 128}},
+                        {"tiny", pointwise(16, 2, 2), {1, 4, 4, 1}},
+                        {"groups", pointwise(64, 3, 2, 4), {2, 9, 8, 32}},
+                        {"few_pixels", pointwise(512, 2, 2), {1, 3, 3, 512}},
+                        {"gather_big_weights", pointwise(1100, 2, 2), {2, 6, 6, 512}}};
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    const int64_t nr = config::kernels(isa).nr;
+    for (int threads : {1, 2, 8}) {
+      set_num_threads(threads);
+      for (const Case& c : cases) {
+        const std::string what = to_string(isa) + " " + c.name + " threads " + std::to_string(threads);
+        const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1);
+        const Conv2dGeometry& g = plan.geometry();
+        const auto up = [nr](int64_t v) { return (v + nr - 1) / nr * nr; };
+        const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+        const int64_t packed = g.groups * std::max(up(icg) * ocg, icg * up(ocg));
+        EXPECT_LE(plan.workspace_size(), 4 * static_cast<std::size_t>(shape_elements(g.input_shape()) + packed) + kSlack)
+            << what;
+        const Problem pr(c.p, c.input, 1u);
+        std::vector<unsigned char> ws(plan.workspace_size());
+        std::vector<float> y(pr.dz.size()), dx(pr.x.size()), dw(pr.w.size()), db(pr.b.size());
+        g_allocations = 0;
+        g_counting = true;
+        plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
+        plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
+        plan.backward_weights(pr.x.data(), pr.dz.data(), dw.data(), db.data(), ws.data());
+        g_counting = false;
+        if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_EQ(g_allocations.load(), 0) << what;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convkit
