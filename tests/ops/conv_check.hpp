@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -126,6 +127,39 @@ inline void check_plan(const Conv2dPlan& plan, const Problem& pr, const Expected
   EXPECT_EQ(count_mismatches(dw, e.dw, e.dw_s, report), 0) << what << " backward weights\n" << report;
   report.clear();
   EXPECT_EQ(count_mismatches(db, e.db, e.db_s, report), 0) << what << " backward bias\n" << report;
+}
+
+// Where a test binary counts allocations (tests/alloc_counter.hpp, one TU per binary): its two counters.
+struct AllocationCounter {
+  std::atomic<bool>& counting;
+  std::atomic<int64_t>& allocations;
+};
+
+// The packed-weights contract of a plan: pack_weights writes exactly packed_weights_size() floats, and
+// forward_packed / backward_data_packed give forward's / backward_data's results bit for bit (so any bound checked
+// on the per-call results holds for them), without allocating when `count` is given.
+inline void expect_packed_matches_per_call(const Conv2dPlan& plan, const Problem& pr, const std::string& what,
+                                           const AllocationCounter* count = nullptr) {
+  std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
+  plan.pack_weights(pr.w.data(), packed.data());
+  EXPECT_TRUE(std::isnan(packed.back())) << what << ": pack_weights wrote past packed_weights_size()";
+  std::vector<unsigned char> ws(plan.workspace_size() + 1);
+  std::vector<float> y(pr.dz.size(), -3.0f), yp(pr.dz.size(), -5.0f);
+  std::vector<float> dx(pr.x.size(), -3.0f), dxp(pr.x.size(), -5.0f);
+  plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
+  plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
+  if (count) {
+    count->allocations = 0;
+    count->counting = true;
+  }
+  plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), ws.data());
+  plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dxp.data(), ws.data());
+  if (count) {
+    count->counting = false;
+    EXPECT_EQ(count->allocations.load(), 0) << what << ": the packed calls allocated";
+  }
+  EXPECT_EQ(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)), 0) << what << ": forward_packed";
+  EXPECT_EQ(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)), 0) << what << ": backward_data_packed";
 }
 
 }  // namespace convkit::testops

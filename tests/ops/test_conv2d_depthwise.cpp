@@ -137,18 +137,7 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
         for (Conv2dWeights weights : {Conv2dWeights::per_call, Conv2dWeights::packed_once}) {
           const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::depthwise, weights);
           testops::check_plan(plan, pr, e, what);
-          // The packed forms, bit for bit as the per-call ones.
-          std::vector<float> packed(plan.packed_weights_size() + 1);
-          plan.pack_weights(pr.w.data(), packed.data());
-          std::vector<unsigned char> ws(plan.workspace_size() + 1);
-          std::vector<float> y(e.y.size()), y_packed(e.y.size()), dx(e.dx.size()), dx_packed(e.dx.size());
-          plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
-          plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), y_packed.data(), ws.data());
-          plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
-          plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dx_packed.data(), ws.data());
-          EXPECT_EQ(0, std::memcmp(y.data(), y_packed.data(), y.size() * sizeof(float))) << what << " forward_packed";
-          EXPECT_EQ(0, std::memcmp(dx.data(), dx_packed.data(), dx.size() * sizeof(float)))
-              << what << " backward_data_packed";
+          testops::expect_packed_matches_per_call(plan, pr, what);  // the packed forms, bit for bit
         }
       }
     }

@@ -248,16 +248,7 @@ TEST(KernelRows, PackedFormsGiveTheSameBits) {
   for (Isa isa : isas()) {
     set_isa(isa);
     const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::kernel_rows, Conv2dWeights::packed_once);
-    std::vector<float> packed(plan.packed_weights_size() + 1);
-    plan.pack_weights(pr.w.data(), packed.data());
-    std::vector<unsigned char> ws(plan.workspace_size());
-    std::vector<float> y(pr.dz.size()), yp(pr.dz.size()), dx(pr.x.size()), dxp(pr.x.size());
-    plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
-    plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), ws.data());
-    plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
-    plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dxp.data(), ws.data());
-    EXPECT_EQ(0, std::memcmp(y.data(), yp.data(), y.size() * sizeof(float))) << to_string(isa);
-    EXPECT_EQ(0, std::memcmp(dx.data(), dxp.data(), dx.size() * sizeof(float))) << to_string(isa);
+    testops::expect_packed_matches_per_call(plan, pr, to_string(isa));
   }
 }
 

@@ -615,22 +615,8 @@ TEST_F(Winograd, PackedWeightsGiveThePerCallResults) {
             const Conv2dPlan ig = Conv2dPlan::create(l.p, l.in, Conv2dAlgorithm::implicit_gemm);
             EXPECT_EQ(plan.packed_weights_size(), u + ig.packed_weights_size()) << what;
           }
-          std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
-          plan.pack_weights(pr.w.data(), packed.data());
-          EXPECT_TRUE(std::isnan(packed.back())) << what << ": pack_weights wrote past packed_weights_size()";
-          std::vector<unsigned char> ws(plan.workspace_size());
-          std::vector<float> y(pr.dz.size(), -7.0f), yp(pr.dz.size(), -8.0f);
-          std::vector<float> dx(pr.x.size(), -7.0f), dxp(pr.x.size(), -8.0f);
-          plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), y.data(), ws.data());
-          plan.backward_data(pr.dz.data(), pr.w.data(), dx.data(), ws.data());
-          g_allocations = 0;
-          g_counting = true;
-          plan.forward_packed(pr.x.data(), pr.w.data(), packed.data(), pr.b.data(), yp.data(), ws.data());
-          plan.backward_data_packed(pr.dz.data(), pr.w.data(), packed.data(), dxp.data(), ws.data());
-          g_counting = false;
-          if (CONVKIT_TEST_COUNTS_ALLOCATIONS) EXPECT_EQ(g_allocations.load(), 0) << what;
-          EXPECT_TRUE(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)) == 0) << what << " forward";
-          EXPECT_TRUE(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)) == 0) << what << " backward data";
+          const testops::AllocationCounter count{g_counting, g_allocations};
+          testops::expect_packed_matches_per_call(plan, pr, what, CONVKIT_TEST_COUNTS_ALLOCATIONS ? &count : nullptr);
         }
       }
     }
