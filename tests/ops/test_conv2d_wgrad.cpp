@@ -1,0 +1,110 @@
+// The weight-gradient reduction shared by implicit_gemm, gemm_1x1 and winograd (src/ops/conv2d_wgrad.cpp) against
+// the reference on every ISA of this CPU, 1 to 3 threads: input channels per group around the even split of the
+// channel tiles (1, MR - 1 .. 2 MR + 1, 32, 64), output pixels per tap around the reduction chunk (the chunk edge
+// and several chunks per image, also with per-thread partial sums: few items, many pixels), padded taps, strides,
+// dilation, groups and the non-zero padding modes.
+#include <gtest/gtest.h>
+
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "config/kernels.hpp"
+#include "convkit/runtime.hpp"
+#include "ops/conv2d_threads.hpp"
+#include "ops/conv_check.hpp"
+
+namespace convkit {
+namespace {
+
+using testops::Expected;
+using testops::Problem;
+
+const bool kEveryThreadRuns = (ops::g_min_ns_per_thread = 0.0, true);
+
+struct Case {
+  std::string name;
+  Conv2dParams p;
+  Shape input;
+};
+
+Conv2dParams conv(int filters, int k, int s = 1, int pad = 0, int dil = 1, int groups = 1) {
+  Conv2dParams p;
+  p.filters = filters;
+  p.kernel_size = {k, k};
+  p.strides = {s, s};
+  p.padding = Padding::symmetric(pad, pad);
+  p.dilation_rate = {dil, dil};
+  p.groups = groups;
+  return p;
+}
+
+std::vector<Case> cases(const config::KernelTable& k) {
+  const int mr = k.mr, nr = k.nr;
+  std::vector<Case> c;
+  // Channel tiles: every IC from 1 to 2 MR + 1 splits differently (one tile, even tiles, one row over).
+  for (int ic : {1, mr - 1, mr, mr + 1, 2 * mr - 1, 2 * mr + 1, 32, 64})
+    c.push_back({"ic" + std::to_string(ic), conv(nr + 3, 3, 1, 1), {1, 5, 6, ic}});
+  // Groups: the tiles split each group's channels.
+  c.push_back({"groups2", conv(2 * nr, 3, 1, 1, 1, 2), {2, 5, 4, 2 * (mr + 3)}});
+  c.push_back({"groups3_1x1", conv(9, 1, 1, 0, 1, 3), {1, 7, 5, 3 * (2 * mr + 1)}});
+  // Pixels per tap around the chunk (512): 512 exactly (1x1 on 16 x 32), 513, several chunks and images.
+  c.push_back({"chunk_exact", conv(nr, 1), {1, 16, 32, mr + 2}});
+  c.push_back({"chunk_plus1", conv(nr - 1, 1), {2, 19, 27, mr + 1}});
+  c.push_back({"chunks_3x3", conv(nr + 1, 3, 1, 1), {2, 35, 33, 2 * mr + 3}});
+  // Few items and many pixels: the threads split the pixels into partial sums.
+  c.push_back({"split_pixels", conv(3, 1), {1, 40, 41, 5}});
+  c.push_back({"split_pixels_3x3", conv(4, 3, 1, 1), {2, 33, 20, 3}});
+  // Padded taps (rows crossing the padding, runs of one pixel), strides, dilation, asymmetric padding.
+  c.push_back({"pad2_k5", conv(nr, 5, 1, 2), {1, 3, 4, mr + 5}});
+  c.push_back({"stride2", conv(nr + 5, 3, 2, 1), {2, 9, 11, mr + 3}});
+  c.push_back({"stride3_dil2", conv(7, 3, 3, 2, 2), {1, 13, 12, 2 * mr}});
+  c.push_back({"dil3", conv(nr, 3, 1, 3, 3), {1, 8, 7, 11}});
+  Conv2dParams asym = conv(nr + 2, 3);
+  asym.padding = Padding::explicit_pad(0, 2, 1, 0);
+  c.push_back({"asym_pad", asym, {1, 6, 7, mr + 4}});
+  Conv2dParams refl = conv(5, 3, 1, 1);
+  refl.padding_mode = PaddingMode::reflect;
+  c.push_back({"reflect", refl, {1, 6, 5, mr + 1}});
+  return c;
+}
+
+class Wgrad : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    reset_isa();
+    set_num_threads(0);
+  }
+};
+
+TEST_F(Wgrad, MatchesTheReferenceOnEveryIsaAndAlgorithm) {
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+    if (!cpu_supports(isa)) continue;
+    set_isa(isa);
+    for (const Case& c : cases(config::kernels(isa))) {
+      const Problem pr(c.p, c.input, 3u);
+      const Expected e(pr);
+      int ran = 0;
+      for (Conv2dAlgorithm algo :
+           {Conv2dAlgorithm::implicit_gemm, Conv2dAlgorithm::gemm_1x1, Conv2dAlgorithm::winograd}) {
+        for (int threads : {1, 2, 3}) {
+          set_num_threads(threads);
+          std::vector<Conv2dPlan> plan;
+          try {
+            plan.push_back(Conv2dPlan::create(c.p, c.input, algo));
+          } catch (const std::exception&) {
+            break;  // this algorithm does not take the shape
+          }
+          ++ran;
+          testops::check_plan(plan[0], pr, e,
+                              to_string(isa) + " " + c.name + " " + plan[0].algorithm() + " " +
+                                  testops::describe(c.p, c.input) + " threads " + std::to_string(threads));
+        }
+      }
+      EXPECT_GT(ran, 0) << c.name << ": no algorithm took it";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convkit
