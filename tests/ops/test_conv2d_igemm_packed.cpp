@@ -170,6 +170,28 @@ TEST(ImplicitGemmPacked, SkippedTapsAgreeWithReferenceAndPackedIsBitIdentical) {
           check_case(c, isa, threads, form);
 }
 
+// Last tiles of 1..8 rows (AVX-512's 14-row block runs tiles of <= 7 rows with its 7-row half, gemm_impl.hpp
+// igemm_tile), full and partial column blocks (40 filters = 32 + 8), padded taps skipped or not; tiles of one
+// output row of 14 whose first / last 1..3 rows read padding in a tap (igemm_body leaves up to 2 at each end out).
+TEST(ImplicitGemmPacked, HalfHeightLastTilesAndPaddedTileEnds) {
+  std::vector<Case> cases;
+  cases.push_back({"7x7 pad 1 (res5a, 49 = 3 x 14 + 7)", conv(40, 3, 3, Padding::symmetric(1, 1)), {1, 7, 7, 24}});
+  cases.push_back({"3x5 (last tile 1)", conv(40, 3, 3, Padding::symmetric(1, 1), 1, 1, 1, 1, Activation::relu),
+                   {2, 3, 5, 7}});
+  cases.push_back({"3x6 (last tile 4)", conv(33, 3, 3, Padding::symmetric(1, 1)), {1, 3, 6, 9}});
+  cases.push_back({"4x5 (last tile 6)", conv(40, 5, 5, Padding::symmetric(2, 2)), {1, 4, 5, 5}});
+  cases.push_back({"3x7 (last tile 7)", conv(32, 3, 3, Padding::symmetric(1, 1)), {1, 3, 7, 16}});
+  cases.push_back({"2x11 (last tile 8)", conv(40, 3, 3, Padding::symmetric(1, 1)), {1, 2, 11, 6}});
+  cases.push_back({"rows of 14, 5x5 pad 2", conv(40, 5, 5, Padding::symmetric(2, 2), 1, 1, 1, 1, Activation::relu),
+                   {1, 6, 14, 12}});
+  cases.push_back({"rows of 14, 7x7 pad 3", conv(24, 7, 7, Padding::symmetric(3, 3)), {1, 5, 14, 3}});
+  cases.push_back({"rows of 14, 5x3 pad (2, 1, 0, 2)", conv(33, 5, 3, Padding::explicit_pad(2, 1, 0, 2)),
+                   {2, 5, 14, 4}});
+  for (Isa isa : isas())
+    for (const Case& c : cases)
+      for (int threads : {1, 2}) check_case(c, isa, threads, ops::BackwardDataForm::gather);
+}
+
 TEST(ImplicitGemmPacked, LargeWeightsPanelsAndChunks) {
   for (Isa isa : isas())
     for (const Case& c : large_cases())

@@ -134,9 +134,29 @@ inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const floa
     gemm_body<MR, NV, false>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
 }
 
-template <int MR, int NV, bool FULL>
+// One tap of the indirect GEMM over the rows LO <= r < HI: acc[r] += a[r][0 .. kc) . w (kc rows, w_stride apart).
+template <int LO, int HI, int MR, int NV, bool FULL>
+inline __attribute__((always_inline)) void igemm_tap(Acc<MR, NV>& acc, const float* const (&a)[MR], const float* w,
+                                                     std::size_t w_stride, std::size_t kc, std::size_t nc) {
+  for (std::size_t k = 0; k < kc; ++k) {
+    V b[NV];
+    load_row<NV, FULL>(b, w, nc);
+    w += w_stride;
+#pragma GCC unroll 16
+    for (int r = LO; r < HI; ++r) {
+      const V av = Simd::bcast(a[r] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc.v[r][j] = Simd::fma(av, b[j], acc.v[r][j]);
+    }
+  }
+}
+
+// AS: the a_off entries per tap (the caller's MR; more than MR in the half-height block of igemm_tile). EDGES: some
+// tap reads padding at the first or last row of the tile (a separate instantiation, so that tiles without keep the
+// plain loop).
+template <int MR, int NV, bool FULL, int AS = MR, bool EDGES = false>
 inline void igemm_body(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
-                       const int64_t* a_off /* ks x MR */, const float* zero, const float* w, std::size_t w_stride,
+                       const int64_t* a_off /* ks x AS */, const float* zero, const float* w, std::size_t w_stride,
                        const float* bias, float* c_base, const int64_t* c_off /* MR */, const GemmParams* p) {
   Acc<MR, NV> acc;
   acc_init_bias(acc, bias, nc);
@@ -147,13 +167,28 @@ inline void igemm_body(std::size_t mr, std::size_t nc, std::size_t kc, std::size
       const int64_t off = a_off[r];
       a[r] = off < 0 ? zero : a_base + off;
     }
-    a_off += MR;
-    for (std::size_t k = 0; k < kc; ++k) {
-      V b[NV];
-      load_row<NV, FULL>(b, w, nc);
-      w += w_stride;
-      acc_step(acc, a, k, b);
+    if constexpr (MR >= 8 && EDGES) {
+      // Up to 2 padded rows at each end of the tile (a tile of one output row under a 5x5 kernel, padding 2) are
+      // left out of the tap's FMAs: fewer multiplications, and padded cells skipped as the reference skips them.
+      const int lead = a_off[0] < 0 ? (a_off[1] < 0 ? 2 : 1) : 0;
+      const int trail = a_off[MR - 1] < 0 ? (a_off[MR - 2] < 0 ? 2 : 1) : 0;
+      a_off += AS;
+      switch (lead * 3 + trail) {
+        case 0: igemm_tap<0, MR, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 1: igemm_tap<0, MR - 1, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 2: igemm_tap<0, MR - 2, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 3: igemm_tap<1, MR, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 4: igemm_tap<1, MR - 1, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 5: igemm_tap<1, MR - 2, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 6: igemm_tap<2, MR, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        case 7: igemm_tap<2, MR - 1, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+        default: igemm_tap<2, MR - 2, MR, NV, FULL>(acc, a, w, w_stride, kc, nc); break;
+      }
+    } else {
+      a_off += AS;
+      igemm_tap<0, MR, MR, NV, FULL>(acc, a, w, w_stride, kc, nc);
     }
+    w += kc * w_stride;
   }
   float* rows[MR];
 #pragma GCC unroll 16
@@ -161,10 +196,30 @@ inline void igemm_body(std::size_t mr, std::size_t nc, std::size_t kc, std::size
   acc_store(acc, mr, nc, rows, p);
 }
 
+// As gemm_tile, a tile of at most half the rows (the last of a 7x7 map: 49 = 3 x 14 + 7) runs the half-height
+// block, which reads the first MR / 2 of each tap's MR offsets: the same sums row by row, so the same results.
 template <int MR, int NV>
 inline void igemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
                        const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride, const float* bias,
                        float* c_base, const int64_t* c_off, const GemmParams* p) {
+  if constexpr (MR >= 8) {
+    if (mr <= std::size_t(MR / 2)) {
+      if (nc == std::size_t(NV * kW))
+        igemm_body<MR / 2, NV, true, MR>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
+      else
+        igemm_body<MR / 2, NV, false, MR>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
+      return;
+    }
+    bool edges = false;
+    for (std::size_t t = 0; t < ks; ++t) edges |= (a_off[t * MR] < 0) | (a_off[t * MR + MR - 1] < 0);
+    if (edges) {
+      if (nc == std::size_t(NV * kW))
+        igemm_body<MR, NV, true, MR, true>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
+      else
+        igemm_body<MR, NV, false, MR, true>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
+      return;
+    }
+  }
   if (nc == std::size_t(NV * kW))
     igemm_body<MR, NV, true>(mr, nc, kc, ks, a_base, a_off, zero, w, w_stride, bias, c_base, c_off, p);
   else
