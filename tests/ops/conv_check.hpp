@@ -71,6 +71,13 @@ struct Problem {
   }
 };
 
+// A named convolution for the sweeps: parameters and input shape.
+struct Case {
+  std::string name;
+  Conv2dParams p;
+  Shape input;
+};
+
 // The reference results (and their S bounds), computed once per problem.
 struct Expected {
   std::vector<float> y, y_s, dx, dx_s, dw, dw_s, db, db_s;

@@ -31,11 +31,7 @@ using testops::Problem;
 // Tiny problems would run on one thread (ops/conv2d_threads.hpp); the splits are checked here too.
 const bool kEveryThreadRuns = (ops::g_min_ns_per_thread = 0.0, true);
 
-struct Case {
-  std::string name;
-  Conv2dParams p;
-  Shape input;
-};
+using testops::Case;
 
 const Activation kActs[] = {Activation::none, Activation::relu, Activation::tanh, Activation::sigmoid};
 

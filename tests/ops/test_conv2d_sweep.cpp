@@ -29,11 +29,7 @@ using testops::Problem;
 // small shapes, so it lifts the threshold for all its tests.
 const bool kEveryThreadRuns = (ops::g_min_ns_per_thread = 0.0, true);
 
-struct Case {
-  std::string name;
-  Conv2dParams p;
-  Shape input;
-};
+using testops::Case;
 
 struct SweepParam {
   std::string isa;  // "avx512", "avx2", "generic", or "env": whatever the environment / CPU gives

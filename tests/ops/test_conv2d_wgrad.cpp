@@ -22,11 +22,7 @@ using testops::Problem;
 
 const bool kEveryThreadRuns = (ops::g_min_ns_per_thread = 0.0, true);
 
-struct Case {
-  std::string name;
-  Conv2dParams p;
-  Shape input;
-};
+using testops::Case;
 
 Conv2dParams conv(int filters, int k, int s = 1, int pad = 0, int dil = 1, int groups = 1) {
   Conv2dParams p;
