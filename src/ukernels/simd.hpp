@@ -22,7 +22,7 @@ namespace {
 struct Simd {
   using V = __m512;
   static constexpr int W = 16;
-  static __mmask16 mask(std::size_t n) { return __mmask16((1u << n) - 1u); }  // n < 16
+  static __mmask16 mask(std::size_t n) { return __mmask16((1u << n) - 1u); }  // n <= 16
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }
   static V bcast(const float* p) { return _mm512_set1_ps(*p); }
