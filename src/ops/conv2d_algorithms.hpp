@@ -93,6 +93,9 @@ std::string winograd_pays(const Conv2dGeometry& g, Conv2dWeights weights);
 std::unique_ptr<detail::Conv2dImpl> winograd_create(const Conv2dContext& ctx);
 
 // The parameters of the GEMM epilogue: relu is fused, tanh / sigmoid run as a pass over each finished tile.
+// Outputs larger than this are written with non-temporal stores where a kernel can (uk::GemmParams::stream).
+inline constexpr int64_t kStreamBytes = int64_t{16} << 20;
+
 inline uk::GemmParams gemm_params(Activation act) { return uk::GemmParams{act == Activation::relu ? 1 : 0, 0}; }
 inline bool needs_post_activation(Activation act) { return act == Activation::tanh || act == Activation::sigmoid; }
 

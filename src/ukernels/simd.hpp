@@ -30,6 +30,7 @@ struct Simd {
   static V loadu(const float* p) { return _mm512_loadu_ps(p); }
   static V load_n(const float* p, std::size_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void stream(float* p, V v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
   static void store_n(float* p, V v, std::size_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
@@ -52,6 +53,7 @@ struct Simd {
   static V loadu(const float* p) { return _mm256_loadu_ps(p); }
   static V load_n(const float* p, std::size_t n) { return _mm256_maskload_ps(p, mask(n)); }
   static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
   static void store_n(float* p, V v, std::size_t n) { _mm256_maskstore_ps(p, mask(n), v); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
@@ -79,6 +81,7 @@ struct Simd {
     return v;
   }
   static void storeu(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static void stream(float* p, V v) { storeu(p, v); }
   static void store_n(float* p, V v, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) p[i] = v[i];
   }

@@ -18,7 +18,18 @@ namespace convkit::uk {
 struct GemmParams {
   int relu;        // non-zero: C = (C < 0 ? 0 : C), a fused relu (NaN stays NaN, as in activation_forward and torch)
   int accumulate;  // non-zero: C += result (bias included) before the relu, instead of C = result
+  // Non-zero (with accumulate 0): rows of the full width nc = NR that start on a 64-byte boundary are written with
+  // non-temporal stores, which skip reading the lines first. For outputs far larger than the caches, where the
+  // reads would double the memory traffic; the caller calls store_fence() before anyone reads C.
+  int stream = 0;
 };
+
+// Orders the non-temporal stores of GemmParams::stream before what follows (sfence on x86).
+inline void store_fence() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_sfence();
+#endif
+}
 
 // C (mr x nc, rows c_stride apart) = act(bias + A (mr x kc, rows a_stride apart) * B (kc x nc, rows w_stride apart)).
 // bias: nc floats, or null for none.

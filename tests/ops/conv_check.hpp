@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -167,6 +169,40 @@ inline void expect_packed_matches_per_call(const Conv2dPlan& plan, const Problem
   }
   EXPECT_EQ(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)), 0) << what << ": forward_packed";
   EXPECT_EQ(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)), 0) << what << ": backward_data_packed";
+}
+
+// Outputs larger than ops::kStreamBytes go out with non-temporal stores where the kernel's rows start on 64-byte
+// boundaries (uk::GemmParams::stream). Runs forward and backward data into outputs that start on a 64-byte
+// boundary (streamed) and 16 bytes past one (plain stores), checks the first against the reference and the second
+// bit for bit against the first. `dirs`: 1 forward, 2 backward data, 3 both.
+inline void check_streamed_outputs(const Conv2dPlan& plan, const Problem& pr, const Expected& e, int dirs,
+                                   const std::string& what) {
+  struct Free {
+    void operator()(float* p) const { ::operator delete(p, std::align_val_t{64}); }
+  };
+  std::vector<unsigned char> ws(plan.workspace_size());
+  auto run = [&](bool fwd, std::size_t n, std::size_t offset) {
+    std::unique_ptr<float, Free> buf(static_cast<float*>(::operator new((n + 16) * sizeof(float), std::align_val_t{64})));
+    float* out = buf.get() + offset;
+    std::fill_n(out, n, -7.0f);
+    if (fwd)
+      plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), out, ws.data());
+    else
+      plan.backward_data(pr.dz.data(), pr.w.data(), out, ws.data());
+    return std::vector<float>(out, out + n);
+  };
+  for (int d = 1; d <= 2; ++d) {
+    if (!(dirs & d)) continue;
+    const bool fwd = d == 1;
+    const std::vector<float>& ref = fwd ? e.y : e.dx;
+    const std::vector<float>& s = fwd ? e.y_s : e.dx_s;
+    const char* dir = fwd ? " forward" : " backward data";
+    const std::vector<float> streamed = run(fwd, ref.size(), 0), plain = run(fwd, ref.size(), 4);
+    std::string report;
+    EXPECT_EQ(count_mismatches(streamed, ref, s, report), 0) << what << dir << " (64-byte aligned output)\n" << report;
+    EXPECT_EQ(std::memcmp(streamed.data(), plain.data(), ref.size() * sizeof(float)), 0)
+        << what << dir << ": the aligned (streamed) and the offset (plain) output differ";
+  }
 }
 
 }  // namespace convkit::testops

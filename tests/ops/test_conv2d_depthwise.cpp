@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "convkit/runtime.hpp"
+#include "ops/conv2d_algorithms.hpp"
 #include "ops/conv2d_threads.hpp"
 #include "ops/conv_check.hpp"
 
@@ -82,6 +83,29 @@ TEST(Conv2dDepthwise, EveryIsaMultiplierAndThreadSplit) {
 // rows: channel ranges per thread). Stride 2 with zero padding also runs backward data's stride-2 row kernel (dx
 // columns of both parities, pads 1 and 3). Every ISA of this CPU, against the reference; the packed forms bit for
 // bit as the per-call ones.
+// A 3x3 depthwise layer whose output and input gradient exceed ops::kStreamBytes: the row kernel writes them with
+// non-temporal stores (forward, and stride-1 backward data through the flipped kernel), with the fused relu too.
+TEST(Conv2dDepthwise, LargeOutputsStreamedMatchTheReference) {
+  Restore restore;
+  Conv2dParams p;
+  p.filters = 256;
+  p.kernel_size = {3, 3};
+  p.padding = Padding::same();
+  p.groups = 256;
+  p.activation = Activation::relu;
+  const Shape in{1, 130, 128, 256};
+  const testops::Problem pr(p, in, 5u);
+  ASSERT_GT(shape_elements(pr.g.output_shape()) * int64_t{sizeof(float)}, ops::kStreamBytes);
+  const testops::Expected e(pr);
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+    if (!cpu_supports(isa)) continue;
+    set_isa(isa);
+    set_num_threads(2);
+    const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::depthwise);
+    testops::check_streamed_outputs(plan, pr, e, 3, to_string(isa) + " " + testops::describe(p, in));
+  }
+}
+
 TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
   Restore restore;
   ops::g_min_ns_per_thread = 0.0;

@@ -19,6 +19,7 @@
 #include "config/kernels.hpp"
 #include "convkit/runtime.hpp"
 #include "expect_error.hpp"
+#include "ops/conv2d_algorithms.hpp"
 #include "ops/conv2d_threads.hpp"
 #include "ops/conv_check.hpp"
 
@@ -130,6 +131,27 @@ TEST_F(Gemm1x1, StridedMatchesTheReferenceOnEveryIsa) {
                             to_string(isa) + " " + c.name + " " + testops::describe(c.p, c.input) + " threads " +
                                 std::to_string(threads));
       }
+    }
+  }
+}
+
+// Outputs past ops::kStreamBytes (forward: 8 -> 256 channels; backward data: 256 -> 8) are written with
+// non-temporal stores: the same results as plain stores, on every ISA.
+TEST_F(Gemm1x1, LargeOutputsStreamedMatchTheReference) {
+  struct Big {
+    int ic, oc, dirs;
+  };
+  for (const Big b : {Big{8, 256, 1}, Big{256, 8, 2}}) {
+    const Shape in{1, 128, 130, b.ic};
+    const Problem pr(pointwise(b.oc, 1, 1), in, 3u);
+    const int64_t out = shape_elements(b.dirs == 1 ? pr.g.output_shape() : pr.g.input_shape());
+    ASSERT_GT(out * int64_t{sizeof(float)}, ops::kStreamBytes) << "the case must reach the streaming stores";
+    const Expected e(pr);
+    for (Isa isa : isas()) {
+      set_isa(isa);
+      set_num_threads(2);
+      const Conv2dPlan plan = Conv2dPlan::create(pr.p, in, Conv2dAlgorithm::gemm_1x1);
+      testops::check_streamed_outputs(plan, pr, e, b.dirs, to_string(isa) + " " + testops::describe(pr.p, in));
     }
   }
 }

@@ -250,7 +250,7 @@ inline DwRows dw_rows(const float* const* rows) {
 template <int S, int TW, bool M>
 __attribute__((always_inline)) inline void dw3_fwd_block(const DwRows& r, int64_t xc, std::size_t ld, std::size_t c,
                                                         std::size_t n, const float* w, const float* bias, float* out,
-                                                        bool relu, auto l, auto rr) {
+                                                        bool relu, bool nt, auto l, auto rr) {
   constexpr int NC = (TW - 1) * S + 3;  // window columns
   const int64_t sld = static_cast<int64_t>(ld);
   const V b = bias ? load_m<M>(bias + c, n) : Simd::zero();
@@ -271,17 +271,21 @@ __attribute__((always_inline)) inline void dw3_fwd_block(const DwRows& r, int64_
     });
   }
   static_for<0, TW>([&](auto p) {
-    store_m<M>(out + std::size_t(p.value) * ld + c, relu ? uk::relu(acc[p.value]) : acc[p.value], n);
+    const V v = relu ? uk::relu(acc[p.value]) : acc[p.value];
+    if (!M && nt)
+      Simd::stream(out + std::size_t(p.value) * ld + c, v);
+    else
+      store_m<M>(out + std::size_t(p.value) * ld + c, v, n);
   });
 }
 
 template <int S, int TW>
 inline void dw3_fwd_tile(const DwRows& r, int64_t xc, std::size_t count, std::size_t ld, const float* w,
-                         const float* bias, float* out, bool relu, auto l, auto rr) {
+                         const float* bias, float* out, bool relu, bool nt, auto l, auto rr) {
   std::size_t c = 0;
   for (; c + kLanes <= count; c += kLanes)
-    dw3_fwd_block<S, TW, kMaskAlways>(r, xc, ld, c, kLanes, w, bias, out, relu, l, rr);
-  if (c < count) dw3_fwd_block<S, TW, true>(r, xc, ld, c, count - c, w, bias, out, relu, l, rr);
+    dw3_fwd_block<S, TW, kMaskAlways>(r, xc, ld, c, kLanes, w, bias, out, relu, nt, l, rr);
+  if (c < count) dw3_fwd_block<S, TW, true>(r, xc, ld, c, count - c, w, bias, out, relu, nt, l, rr);
 }
 
 // One pixel whose window starts at input column a, every column tested.
@@ -368,12 +372,13 @@ inline DwRowSplit dw3_split(int64_t npix, int64_t stride, int64_t iw, int64_t ix
 
 template <int S>
 inline void dw3_fwd_row_s(std::size_t npix, std::size_t count, std::size_t ld, const DwRows& r, int64_t iw,
-                          int64_t ix0, const float* w, const float* bias, float* out, bool relu) {
+                          int64_t ix0, const float* w, const float* bias, float* out, bool relu, bool nt) {
   const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
   for (int64_t j = 0; j < d.lo; ++j)
     dw3_fwd_pixel(r, ix0 + j * S, iw, count, ld, w, bias, out + std::size_t(j) * ld, relu);
   auto tile = [&](auto tw, int64_t j, auto l, auto rr) {
-    dw3_fwd_tile<S, decltype(tw)::value>(r, ix0 + j * S, count, ld, w, bias, out + std::size_t(j) * ld, relu, l, rr);
+    dw3_fwd_tile<S, decltype(tw)::value>(r, ix0 + j * S, count, ld, w, bias, out + std::size_t(j) * ld, relu, nt, l,
+                                         rr);
   };
   // Tiles of 16 where 16 sums, 3 weights and a column fit in the registers (32 of AVX-512) and the tile's input
   // columns in L1 (measured: wider tiles over many channels lose more to L1 misses than they save in loads); 8
@@ -391,10 +396,12 @@ inline void dwconv3x3_row_any(std::size_t npix, std::size_t count, std::size_t l
                               float* out, const GemmParams* p) {
   const DwRows r = dw_rows(rows);
   const bool relu = p->relu != 0;
+  // Non-temporal stores (GemmParams::stream) where every full block of the tiles starts on a 64-byte boundary.
+  const bool nt = p->stream != 0 && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 && ld % 16 == 0;
   if (stride == 1)
-    dw3_fwd_row_s<1>(npix, count, ld, r, iw, ix0, w, bias, out, relu);
+    dw3_fwd_row_s<1>(npix, count, ld, r, iw, ix0, w, bias, out, relu, nt);
   else if (stride == 2)
-    dw3_fwd_row_s<2>(npix, count, ld, r, iw, ix0, w, bias, out, relu);
+    dw3_fwd_row_s<2>(npix, count, ld, r, iw, ix0, w, bias, out, relu, nt);
   else
     for (std::size_t j = 0; j < npix; ++j)
       dw3_fwd_pixel(r, ix0 + int64_t(j * stride), iw, count, ld, w, bias, out + j * ld, relu);

@@ -61,17 +61,21 @@ inline __attribute__((always_inline)) void acc_step(Acc<MR, NV>& acc, const floa
 template <int MR, int NV>
 inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size_t mr, std::size_t nc,
                                                      float* const (&rows)[MR], const GemmParams* p) {
-  const bool relu = p->relu != 0, accumulate = p->accumulate != 0;
+  const bool relu = p->relu != 0, accumulate = p->accumulate != 0, stream = p->stream != 0 && !accumulate;
   if (nc == std::size_t(NV * kW)) {
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       if (std::size_t(r) >= mr) break;
+      const bool nt = stream && reinterpret_cast<std::uintptr_t>(rows[r]) % 64 == 0;
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) {
         V v = acc.v[r][j];
         if (accumulate) v = Simd::add(v, Simd::loadu(rows[r] + j * kW));
         if (relu) v = uk::relu(v);
-        Simd::storeu(rows[r] + j * kW, v);
+        if (nt)
+          Simd::stream(rows[r] + j * kW, v);
+        else
+          Simd::storeu(rows[r] + j * kW, v);
       }
     }
   } else {
