@@ -64,6 +64,22 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       const int64_t sets = line_step == 0 ? 1 : 64 / std::gcd(line_step, int64_t{64});
       gather_ = (mr + sets - 1) / sets > 8;
     }
+    // Rows of A a multiple of 4 KiB apart (1024 or 2048 channels) put all MR rows of a tile in one set of the
+    // 12-way L1, which then misses on every step of the reduction (measured at mb 1: MobileNet conv6/pw forward and
+    // backward data 0.62-0.70x oneDNN, conv5_6/pw backward data 0.66-0.78x). Such A (x forward, dz backward data)
+    // is first copied into the workspace with rows 64 bytes longer, where that copy keeps the workspace within the
+    // input plus the packed weights of one direction (tests/ops/test_conv2d_workspace.cpp): backward data per call
+    // also packs its blocks there, so it may do without the copy where backward_data_packed has it.
+    const int64_t bound = g.n * g.ih * g.iw * g.ic + std::max(forward_pack_floats(), backward_pack_floats());
+    const int64_t fwd_other =
+        (thread_pack_ ? ctx_.threads * fwd_block_floats_ : 0) + (full_pack_ ? forward_pack_floats() : 0);
+    fwd_lda_ = g.ic;
+    if (aliasing_stride(g.ic) && (gather_ || !strided_) && rows_ * (g.ic + kRowPad) + fwd_other <= bound)
+      fwd_lda_ = g.ic + kRowPad;
+    copy_fwd_ = gather_ || fwd_lda_ != g.ic;
+    const bool bwd_aliasing = aliasing_stride(g.oc) && !strided_;
+    bwd_copy_packed_ = bwd_aliasing && rows_ * (g.oc + kRowPad) <= bound;
+    bwd_copy_call_ = bwd_aliasing && rows_ * (g.oc + kRowPad) + backward_pack_floats() <= bound;
     if (strided_) {
       // src_off_[tile * mr + r]: x / dx offset of the source pixel of output row tile * mr + r (past the last row,
       // the last row again); out_off_: r * OC, the rows of y / dz within a tile (tail_off_ for the last tile, whose
@@ -84,17 +100,25 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   std::size_t workspace_size() const override {
     WorkspaceCarver ws(nullptr), f(nullptr);
     ws.take_floats(backward_pack_floats());
-    if (gather_) f.take_floats(rows_ * ctx_.g.ic);
+    if (copy_fwd_) f.take_floats(rows_ * fwd_lda_);
+    if (bwd_copy_call_) ws.take_floats(rows_ * (ctx_.g.oc + kRowPad));
+    WorkspaceCarver wp(nullptr);
+    if (bwd_copy_packed_) wp.take_floats(rows_ * (ctx_.g.oc + kRowPad));
     if (thread_pack_) f.take_floats(ctx_.threads * fwd_block_floats_);
     if (full_pack_) f.take_floats(forward_pack_floats());
-    return std::max({ws.required(), f.required(), wgrad_.workspace_size()});
+    return std::max({ws.required(), wp.required(), f.required(), wgrad_.workspace_size()});
   }
 
   std::string kernels() const override {
     const std::string gemm = ctx_.k->gemm_name, igemm = ctx_.k->igemm_name;
-    if (!strided_) return gemm + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)";
+    std::string padded;
+    if (fwd_lda_ != ctx_.g.ic) padded += " x";
+    if (bwd_copy_packed_ || bwd_copy_call_)
+      padded += std::string(padded.empty() ? " " : " and ") + (bwd_copy_call_ ? "dz" : "dz (packed weights)");
+    if (!padded.empty()) padded = ";" + padded + " rows copied 64 bytes longer (4 KiB rows alias in L1)";
+    if (!strided_) return gemm + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
     return (gather_ ? gemm + " on the gathered strided rows" : igemm + " on the strided rows") + " (forward), " +
-           igemm + " into the strided rows (backward data), " + ctx_.k->wgrad_name + " (weights)";
+           igemm + " into the strided rows (backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
   }
 
   // Packed: the forward blocks (per group, NR output channels, IC/G rows), then the backward-data blocks (per
@@ -123,7 +147,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     // The kernel (IC/G, OC) read in place, or block by block into each thread's buffer.
     WorkspaceCarver carver(ws);
-    const float* a = gather(x, carver);
+    const Rows a = source_rows(x, carver);
     float* buffers = thread_pack_ ? carver.take_floats(ctx_.threads * fwd_block_floats_) : nullptr;
     if (full_pack_) {
       float* packed = carver.take_floats(forward_pack_floats());
@@ -131,19 +155,18 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
         for (int64_t i = b0; i < b1; ++i) pack_forward_block(g, nr, w, i / nb, i % nb, packed + i * fwd_block_floats_);
       });
-      run_forward(a, a != x, Weights{packed, nr, nb * fwd_block_floats_, fwd_block_floats_}, b, y, nullptr);
+      run_forward(a, Weights{packed, nr, nb * fwd_block_floats_, fwd_block_floats_}, b, y, nullptr);
       return;
     }
-    run_forward(a, a != x, Weights{w, g.oc, g.oc_per_group(), 0}, b, y, buffers);
+    run_forward(a, Weights{w, g.oc, g.oc_per_group(), 0}, b, y, buffers);
   }
 
   void forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
                       void* ws) const override {
     (void)w;
     WorkspaceCarver carver(ws);
-    const float* a = gather(x, carver);
-    run_forward(a, a != x, Weights{packed, ctx_.k->nr, fwd_blocks_ * fwd_block_floats_, fwd_block_floats_}, b, y,
-                nullptr);
+    const Rows a = source_rows(x, carver);
+    run_forward(a, Weights{packed, ctx_.k->nr, fwd_blocks_ * fwd_block_floats_, fwd_block_floats_}, b, y, nullptr);
   }
 
   void backward_data(const float* dz, const float* w, float* dx, void* ws) const override {
@@ -156,14 +179,14 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       for (int64_t i = b0; i < b1; ++i)
         pack_backward_data_block(g, nr, kTap0, w, i / nb, i % nb, packed + i * bwd_block_floats_);
     });
-    run_backward_data(dz, packed, dx);
+    run_backward_data(dz_rows(dz, bwd_copy_call_, carver), packed, dx);
   }
 
   void backward_data_packed(const float* dz, const float* w, const float* packed, float* dx,
                             void* ws) const override {
     (void)w;
-    (void)ws;
-    run_backward_data(dz, packed + forward_pack_floats(), dx);
+    WorkspaceCarver carver(ws);
+    run_backward_data(dz_rows(dz, bwd_copy_packed_, carver), packed + forward_pack_floats(), dx);
   }
 
   void backward_weights(const float* x, const float* dz, float* dw, float* db, void* ws) const override {
@@ -221,20 +244,42 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   // thread copies the blocks it works on from the in-place kernel into its buffer first (the tiles are fastest, so
   // each block is copied once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias
   // in the caches.
-  // With a stride and gather_, the source rows copied into the workspace (rows x IC, dense); x otherwise.
-  const float* gather(const float* x, WorkspaceCarver& carver) const {
-    if (!gather_) return x;
+  // Floats added to a row of A copied for being a multiple of 4 KiB long (one cache line).
+  static constexpr int64_t kRowPad = 16;
+  static bool aliasing_stride(int64_t floats) { return floats * int64_t{sizeof(float)} % 4096 == 0; }
+
+  // The rows of A: x in place (rows IC apart, or read through src_off_ when strided), or copied into the workspace
+  // (gathered from the strided rows, and/or fwd_lda_ apart).
+  struct Rows {
+    const float* a;
+    int64_t lda;
+    bool dense;  // row r at a + r * lda; otherwise through src_off_
+  };
+  Rows source_rows(const float* x, WorkspaceCarver& carver) const {
     const Conv2dGeometry& g = ctx_.g;
-    float* a = carver.take_floats(rows_ * g.ic);
+    if (!copy_fwd_) return {x, g.ic, !strided_};
+    float* a = carver.take_floats(rows_ * fwd_lda_);
+    copy_rows(x, g.ic, strided_ ? src_off_.data() : nullptr, a, fwd_lda_);
+    return {a, fwd_lda_, true};
+  }
+  // The rows of dz for backward data: in place (OC apart), or with `copy` copied OC + kRowPad apart.
+  Rows dz_rows(const float* dz, bool copy, WorkspaceCarver& carver) const {
+    const int64_t oc = ctx_.g.oc;
+    if (!copy) return {dz, oc, true};
+    float* a = carver.take_floats(rows_ * (oc + kRowPad));
+    copy_rows(dz, oc, nullptr, a, oc + kRowPad);
+    return {a, oc + kRowPad, true};
+  }
+  // Row r of `to` (ld apart) = the n floats of row r of `from` (at off[r], or r * n).
+  void copy_rows(const float* from, int64_t n, const int64_t* off, float* to, int64_t ld) const {
     parallel_for(ctx_.threads, rows_, [&](int64_t r0, int64_t r1, int) {
-      for (int64_t r = r0; r < r1; ++r) std::copy_n(x + src_off_[static_cast<std::size_t>(r)], g.ic, a + r * g.ic);
+      for (int64_t r = r0; r < r1; ++r) std::copy_n(from + (off ? off[r] : r * n), n, to + r * ld);
     });
-    return a;
   }
 
-  void run_forward(const float* x, bool gathered, const Weights& wb, const float* bias, float* y,
-                   float* buffers) const {
-    const bool dense = !strided_ || gathered;
+  void run_forward(const Rows& rows, const Weights& wb, const float* bias, float* y, float* buffers) const {
+    const float* x = rows.a;
+    const bool dense = rows.dense;
     const Conv2dGeometry& g = ctx_.g;
     const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups, nb = fwd_blocks_, tiles = tiles_;
     const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
@@ -264,7 +309,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         }
         if (dense)
           ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg),
-                       x + r0 * g.ic + t.grp * icg, static_cast<std::size_t>(g.ic), wp,
+                       x + r0 * rows.lda + t.grp * icg, static_cast<std::size_t>(rows.lda), wp,
                        static_cast<std::size_t>(w_stride), bb, cp, static_cast<std::size_t>(g.oc), &params);
         else
           ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg), 1,
@@ -278,7 +323,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   }
 
   // dx (source rows, IC) = dz . packed w^T blocks; with a stride, the pixels of dx no output pixel reads get 0.
-  void run_backward_data(const float* dz, const float* packed, float* dx) const {
+  void run_backward_data(const Rows& dzr, const float* packed, float* dx) const {
+    const float* dz = dzr.a;
     const Conv2dGeometry& g = ctx_.g;
     const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups, nb = bwd_blocks_, tiles = tiles_;
     const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
@@ -298,7 +344,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         const float* wb = packed + (t.grp * nb + t.j) * bwd_block_floats_;
         if (!strided_)
           ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg),
-                       dz + r0 * g.oc + t.grp * ocg, static_cast<std::size_t>(g.oc), wb, static_cast<std::size_t>(nr),
+                       dz + r0 * dzr.lda + t.grp * ocg, static_cast<std::size_t>(dzr.lda), wb,
+                       static_cast<std::size_t>(nr),
                        nullptr, dx + r0 * g.ic + col, static_cast<std::size_t>(g.ic), &params);
         else
           ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg), 1,
@@ -335,7 +382,9 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   bool strided_ = false;
   int64_t fwd_chunk_ = 0, bwd_chunk_ = 0;
   bool fwd_tiles_fastest_ = false, bwd_tiles_fastest_ = false, thread_pack_ = false, full_pack_ = false;
-  bool gather_ = false;
+  bool gather_ = false, copy_fwd_ = false;
+  int64_t fwd_lda_ = 0;
+  bool bwd_copy_packed_ = false, bwd_copy_call_ = false;
   std::vector<int64_t> src_off_, out_off_, tail_off_;
 };
 

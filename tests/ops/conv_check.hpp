@@ -182,7 +182,8 @@ inline void check_streamed_outputs(const Conv2dPlan& plan, const Problem& pr, co
   };
   std::vector<unsigned char> ws(plan.workspace_size());
   auto run = [&](bool fwd, std::size_t n, std::size_t offset) {
-    std::unique_ptr<float, Free> buf(static_cast<float*>(::operator new((n + 16) * sizeof(float), std::align_val_t{64})));
+    void* raw = ::operator new((n + 16) * sizeof(float), std::align_val_t{64});
+    std::unique_ptr<float, Free> buf(static_cast<float*>(raw));
     float* out = buf.get() + offset;
     std::fill_n(out, n, -7.0f);
     if (fwd)

@@ -135,6 +135,51 @@ TEST_F(Gemm1x1, StridedMatchesTheReferenceOnEveryIsa) {
   }
 }
 
+// Rows of A a multiple of 4 KiB long (1024 / 2048 channels, or a stride of 2 over 512) are copied into the
+// workspace with a padded length (forward: x; backward data: dz, per call and with packed weights). The same results
+// as the reference, packed == per call bit for bit, on every ISA, with the copies named by explain() where they are
+// taken, and the workspace within input + packed weights.
+TEST_F(Gemm1x1, FourKibRowsCopiedPaddedMatchTheReference) {
+  constexpr std::size_t kSlack = 16 * 1024;
+  const Case cases[] = {{"x_1024", pointwise(40, 1, 1), {1, 3, 11, 1024}},
+                        {"dz_1024", pointwise(1024, 1, 1), {1, 5, 7, 48}},
+                        {"both_2048_relu", pointwise(2048, 1, 1), {2, 3, 5, 1024}},
+                        {"groups_2", pointwise(64, 1, 1, 2), {1, 4, 5, 1024}},
+                        {"strided_gather", pointwise(24, 2, 2), {1, 7, 9, 1024}},
+                        {"dz_big_weights", pointwise(1024, 1, 1), {1, 7, 7, 512}},
+                        {"dz_per_call_too", pointwise(1024, 1, 1), {1, 3, 4, 2048}}};
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    const int64_t nr = config::kernels(isa).nr;
+    for (const Case& c0 : cases) {
+      Case c = c0;
+      if (c.name.find("relu") != std::string::npos) c.p.activation = Activation::relu;
+      const Problem pr(c.p, c.input, 9u);
+      const Expected e(pr);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        const std::string what = to_string(isa) + " " + c.name + " threads " + std::to_string(threads);
+        const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1, Conv2dWeights::packed_once);
+        const Conv2dGeometry& g = plan.geometry();
+        const std::string ex = plan.explain();
+        // Strided rows are copied only where they are gathered (an ISA with a taller MR tile).
+        const bool strided = g.sh != 1 || g.sw != 1;
+        const bool x_aliases = g.ic % 1024 == 0 && (!strided || ex.find("gathered") != std::string::npos);
+        const bool dz_aliases = g.oc % 1024 == 0 && !strided;
+        EXPECT_EQ(ex.find("rows copied 64 bytes longer") != std::string::npos, x_aliases || dz_aliases)
+            << what << "\n" << ex;
+        testops::check_plan(plan, pr, e, what);
+        testops::expect_packed_matches_per_call(plan, pr, what);
+        const auto up = [nr](int64_t v) { return (v + nr - 1) / nr * nr; };
+        const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+        const int64_t packed = g.groups * std::max(up(icg) * ocg, icg * up(ocg));
+        EXPECT_LE(plan.workspace_size(), 4 * static_cast<std::size_t>(shape_elements(g.input_shape()) + packed) + kSlack)
+            << what;
+      }
+    }
+  }
+}
+
 // Outputs past ops::kStreamBytes (forward: 8 -> 256 channels; backward data: 256 -> 8) are written with
 // non-temporal stores: the same results as plain stores, on every ISA.
 TEST_F(Gemm1x1, LargeOutputsStreamedMatchTheReference) {
