@@ -77,7 +77,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     if (aliasing_stride(g.ic) && (gather_ || !strided_) && rows_ * (g.ic + kRowPad) + fwd_other <= bound)
       fwd_lda_ = g.ic + kRowPad;
     copy_fwd_ = gather_ || fwd_lda_ != g.ic;
-    const bool bwd_aliasing = aliasing_stride(g.oc) && !strided_;
+    const bool bwd_aliasing = aliasing_stride(g.oc);
     bwd_copy_packed_ = bwd_aliasing && rows_ * (g.oc + kRowPad) <= bound;
     bwd_copy_call_ = bwd_aliasing && rows_ * (g.oc + kRowPad) + backward_pack_floats() <= bound;
     if (strided_) {
@@ -93,6 +93,9 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       for (int64_t r = 0; r < mr; ++r) {
         out_off_.push_back(r * g.oc);
         tail_off_.push_back(std::min(r, last - 1) * g.oc);
+        // The same rows of dz copied OC + kRowPad apart (backward data through the indirect kernel).
+        dz_off_.push_back(r * (g.oc + kRowPad));
+        dz_tail_off_.push_back(std::min(r, last - 1) * (g.oc + kRowPad));
       }
     }
   }
@@ -349,7 +352,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
                        nullptr, dx + r0 * g.ic + col, static_cast<std::size_t>(g.ic), &params);
         else
           ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg), 1,
-                        dz + r0 * g.oc + t.grp * ocg, t.tile + 1 == tiles ? tail_off_.data() : out_off_.data(), dz,
+                        dz + r0 * dzr.lda + t.grp * ocg, dz_offsets(dzr.lda != g.oc, t.tile + 1 == tiles), dz,
                         wb, static_cast<std::size_t>(nr), nullptr, dx + col, src_off_.data() + r0, &params);
       }
       if (params.stream) uk::store_fence();
@@ -385,7 +388,14 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   bool gather_ = false, copy_fwd_ = false;
   int64_t fwd_lda_ = 0;
   bool bwd_copy_packed_ = false, bwd_copy_call_ = false;
-  std::vector<int64_t> src_off_, out_off_, tail_off_;
+  std::vector<int64_t> src_off_, out_off_, tail_off_, dz_off_, dz_tail_off_;
+
+  // The offsets of a tile's rows of dz for the indirect kernel: OC apart, or OC + kRowPad in the copy; the last tile's
+  // rows past its end repeat its last row.
+  const int64_t* dz_offsets(bool copied, bool last_tile) const {
+    if (copied) return last_tile ? dz_tail_off_.data() : dz_off_.data();
+    return last_tile ? tail_off_.data() : out_off_.data();
+  }
 };
 
 }  // namespace
