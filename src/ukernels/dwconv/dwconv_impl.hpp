@@ -245,6 +245,30 @@ inline DwRows dw_rows(const float* const* rows) {
   return r;
 }
 
+// The FMAs of one block of channels [c, c + n) of a tile of TW outputs: for each row present (r.x[k], tap row
+// r.ky[k] of the [3][3][ld] weights w), window column col (from column c0, ld floats apart) reaches output t through
+// tap kx = Kx{}(col, t) where that is 0, 1 or 2: acc[t] += x[col] * w[ky][kx]. Kx is a stateless constexpr function
+// (the forward and the stride-2 backward-data windows differ only there); edge flags as edge_skipped.
+template <int NC, int TW, bool M, typename Kx>
+__attribute__((always_inline)) inline void dw3_taps(V (&acc)[TW], const DwRows& r, int64_t c0, std::size_t ld,
+                                                   std::size_t c, std::size_t n, const float* w, auto l, auto rr, Kx) {
+  const int64_t sld = static_cast<int64_t>(ld);
+  for (int k = 0; k < r.n; ++k) {
+    const float* x = r.x[k] + c0 * sld + c;
+    const float* wt = w + std::size_t(r.ky[k] * 3) * ld + c;
+    const V w0 = load_m<M>(wt, n), w1 = load_m<M>(wt + ld, n), w2 = load_m<M>(wt + 2 * ld, n);
+    static_for<0, NC>([&](auto col) {
+      if (edge_skipped<NC>(col.value, l, rr)) return;
+      V xv = load_m<M>(x + col.value * sld, n);
+      in_register(xv);
+      static_for<0, TW>([&](auto t) {
+        constexpr int kx = Kx{}(decltype(col)::value, decltype(t)::value);
+        if constexpr (kx >= 0 && kx < 3) acc[t.value] = Simd::fma(xv, kx == 0 ? w0 : kx == 1 ? w1 : w2, acc[t.value]);
+      });
+    });
+  }
+}
+
 // Forward, one block of channels [c, c + n) of a tile of TW pixels whose window starts at input column xc; with l
 // (r) the window's first (last) column is padding and skipped.
 template <int S, int TW, bool M>
@@ -252,24 +276,10 @@ __attribute__((always_inline)) inline void dw3_fwd_block(const DwRows& r, int64_
                                                         std::size_t n, const float* w, const float* bias, float* out,
                                                         bool relu, bool nt, auto l, auto rr) {
   constexpr int NC = (TW - 1) * S + 3;  // window columns
-  const int64_t sld = static_cast<int64_t>(ld);
   const V b = bias ? load_m<M>(bias + c, n) : Simd::zero();
   V acc[TW];
   static_for<0, TW>([&](auto p) { acc[p.value] = b; });
-  for (int k = 0; k < r.n; ++k) {
-    const float* x = r.x[k] + xc * sld + c;
-    const float* wt = w + std::size_t(r.ky[k] * 3) * ld + c;
-    const V w0 = load_m<M>(wt, n), w1 = load_m<M>(wt + ld, n), w2 = load_m<M>(wt + 2 * ld, n);
-    static_for<0, NC>([&](auto col) {
-      if (edge_skipped<NC>(col.value, l, rr)) return;
-      V xv = load_m<M>(x + col.value * sld, n);
-      in_register(xv);
-      static_for<0, TW>([&](auto p) {
-        constexpr int kx = decltype(col)::value - decltype(p)::value * S;
-        if constexpr (kx >= 0 && kx < 3) acc[p.value] = Simd::fma(xv, kx == 0 ? w0 : kx == 1 ? w1 : w2, acc[p.value]);
-      });
-    });
-  }
+  dw3_taps<NC, TW, M>(acc, r, xc, ld, c, n, w, l, rr, [](int col, int p) { return col - p * S; });
   static_for<0, TW>([&](auto p) {
     const V v = relu ? uk::relu(acc[p.value]) : acc[p.value];
     if (!M && nt)
@@ -417,23 +427,9 @@ __attribute__((always_inline)) inline void dw3_bwd2_block(const DwRows& r, int64
                                                          std::size_t c, std::size_t n, const float* w, float* out,
                                                          auto l, auto rr) {
   constexpr int NC = (P + TW - 1) / 2 + 2;
-  const int64_t sld = static_cast<int64_t>(ld);
   V acc[TW];
   static_for<0, TW>([&](auto i) { acc[i.value] = Simd::zero(); });
-  for (int k = 0; k < r.n; ++k) {
-    const float* x = r.x[k] + oc0 * sld + c;
-    const float* wt = w + std::size_t(r.ky[k] * 3) * ld + c;
-    const V w0 = load_m<M>(wt, n), w1 = load_m<M>(wt + ld, n), w2 = load_m<M>(wt + 2 * ld, n);
-    static_for<0, NC>([&](auto col) {
-      if (edge_skipped<NC>(col.value, l, rr)) return;
-      V xv = load_m<M>(x + col.value * sld, n);
-      in_register(xv);
-      static_for<0, TW>([&](auto i) {
-        constexpr int kx = P + decltype(i)::value + 2 - 2 * decltype(col)::value;
-        if constexpr (kx >= 0 && kx < 3) acc[i.value] = Simd::fma(xv, kx == 0 ? w0 : kx == 1 ? w1 : w2, acc[i.value]);
-      });
-    });
-  }
+  dw3_taps<NC, TW, M>(acc, r, oc0, ld, c, n, w, l, rr, [](int col, int i) { return P + i + 2 - 2 * col; });
   static_for<0, TW>([&](auto i) { store_m<M>(out + std::size_t(i.value) * ld + c, acc[i.value], n); });
 }
 
