@@ -192,6 +192,11 @@ class Conv2dPlan {
   // reads it); the workspace is workspace_size() bytes.
   std::size_t packed_weights_size() const;
   void pack_weights(const float* w, float* packed) const;
+  // Forward only (inference): the part of pack_weights()' layout that forward_packed() reads, which comes first
+  // (packed_forward_size() floats, at most packed_weights_size(); about half of it for the GEMM algorithms).
+  // forward_packed() over it gives the same results; backward_data_packed() needs the whole pack_weights().
+  std::size_t packed_forward_size() const;
+  void pack_forward_weights(const float* w, float* packed) const;
   void forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
                       void* workspace) const;
   void backward_data_packed(const float* dz, const float* w, const float* packed, float* dx, void* workspace) const;

@@ -29,11 +29,12 @@ struct Weight {
 };
 
 // Weights packed once for inference (Layer::freeze_for_inference): the plan made for Conv2dWeights::packed_once
-// and its packed copy of the kernel, remade when the input shape changes.
+// and the forward part of its packed kernel (no backward-data form: inference never needs it), remade when the
+// input shape changes.
 struct FrozenWeights {
   bool on = false;
   std::optional<Conv2dPlan> plan;
-  std::vector<float> packed;
+  Tensor packed;  // the forward part of the packed weights (Conv2dPlan::pack_forward_weights), 64-byte aligned
 };
 
 enum class Initializer { glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, zeros, ones };

@@ -49,15 +49,16 @@ inline const Tensor& plan_forward_step(const Conv2dPlan& plan, const ActivationF
 }
 
 // The same at inference over frozen weights (Layer::freeze_for_inference): the plan for `input` with the weights
-// packed once, made and packed when the input shape changes (a last, smaller batch), then forward_packed.
+// packed once (their forward part only, in a 64-byte-aligned tensor as the kernels' panels want), made and packed
+// when the input shape changes (a last, smaller batch), then forward_packed.
 inline const Tensor& frozen_forward_step(FrozenWeights& f, const Conv2dParams& p, const Shape& input,
                                          const ActivationFn& act, const Tensor& x, const Weight& kernel,
                                          const Weight* bias, Tensor& y, const Shape& y_shape,
                                          std::vector<unsigned char>& workspace) {
   if (!f.plan || f.plan->geometry().input_shape() != input) {
     f.plan = Conv2dPlan::create(p, input, Conv2dAlgorithm::automatic, Conv2dWeights::packed_once);
-    f.packed.assign(f.plan->packed_weights_size(), 0.0f);
-    f.plan->pack_weights(kernel.value.data(), f.packed.data());
+    f.packed = Tensor(Shape{static_cast<int64_t>(f.plan->packed_forward_size())});
+    f.plan->pack_forward_weights(kernel.value.data(), f.packed.data());
   }
   ensure_shape(y, y_shape);
   f.plan->forward_packed(x.data(), kernel.value.data(), f.packed.data(), bias ? bias->value.data() : nullptr,
@@ -71,7 +72,7 @@ inline void set_frozen(FrozenWeights& f, bool on) {
   f.on = on;
   if (!on) {
     f.plan.reset();
-    f.packed = std::vector<float>();
+    f.packed = Tensor();
   }
 }
 

@@ -176,6 +176,10 @@ std::size_t Conv2dPlan::packed_weights_size() const { return impl_->packed_weigh
 
 void Conv2dPlan::pack_weights(const float* w, float* packed) const { impl_->pack_weights(w, packed); }
 
+std::size_t Conv2dPlan::packed_forward_size() const { return impl_->packed_forward_floats(); }
+
+void Conv2dPlan::pack_forward_weights(const float* w, float* packed) const { impl_->pack_forward_weights(w, packed); }
+
 void Conv2dPlan::forward_packed(const float* x, const float* w, const float* packed, const float* b, float* y,
                                 void* workspace) const {
   impl_->forward_packed(x, w, packed, params_.use_bias ? b : nullptr, y, workspace);

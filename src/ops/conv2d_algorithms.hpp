@@ -32,6 +32,10 @@ class Conv2dImpl {
   // forms are the per-call ones. An algorithm packing for both directions lays both out in one buffer.
   virtual std::size_t packed_weights_floats() const { return 0; }
   virtual void pack_weights(const float* /*w*/, float* /*packed*/) const {}
+  // Conv2dPlan::pack_forward_weights: the part of that layout forward_packed reads, which comes first (inference
+  // keeps only it).
+  virtual std::size_t packed_forward_floats() const { return 0; }
+  virtual void pack_forward_weights(const float* /*w*/, float* /*packed*/) const {}
   virtual void forward_packed(const float* x, const float* w, const float* /*packed*/, const float* b, float* y,
                               void* ws) const {
     forward(x, w, b, y, ws);

@@ -130,6 +130,15 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     return static_cast<std::size_t>(forward_pack_floats() + backward_pack_floats());
   }
 
+  std::size_t packed_forward_floats() const override { return static_cast<std::size_t>(forward_pack_floats()); }
+  void pack_forward_weights(const float* w, float* packed) const override {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t nr = ctx_.k->nr, nb = fwd_blocks_;
+    parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
+      for (int64_t i = b0; i < b1; ++i) pack_forward_block(g, nr, w, i / nb, i % nb, packed + i * fwd_block_floats_);
+    });
+  }
+
   void pack_weights(const float* w, float* packed) const override {
     const Conv2dGeometry& g = ctx_.g;
     const int64_t nr = ctx_.k->nr, nf = g.groups * fwd_blocks_, nbk = g.groups * bwd_blocks_;

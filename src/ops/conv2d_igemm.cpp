@@ -124,12 +124,17 @@ class ImplicitGemm final : public detail::Conv2dImpl {
     return static_cast<std::size_t>(fwd_pack_floats_ + bwd_packed_floats());
   }
 
-  void pack_weights(const float* w, float* packed) const override {
+  std::size_t packed_forward_floats() const override { return static_cast<std::size_t>(fwd_pack_floats_); }
+  void pack_forward_weights(const float* w, float* packed) const override {
     const Conv2dGeometry& g = ctx_.g;
     const int64_t nr = ctx_.k->nr, nb = fwd_blocks_;
     parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
       for (int64_t i = b0; i < b1; ++i) pack_forward_block(g, nr, w, i / nb, i % nb, packed + i * fwd_panel_floats_);
     });
+  }
+
+  void pack_weights(const float* w, float* packed) const override {
+    pack_forward_weights(w, packed);
     pack_backward(w, packed + fwd_pack_floats_);
   }
 

@@ -229,6 +229,9 @@ class Winograd final : public detail::Conv2dImpl {
     return static_cast<std::size_t>(fwd_.u_floats()) + bwd;
   }
 
+  std::size_t packed_forward_floats() const override { return static_cast<std::size_t>(fwd_.u_floats()); }
+  void pack_forward_weights(const float* w, float* packed) const override { transform_forward_kernel(w, packed); }
+
   void pack_weights(const float* w, float* packed) const override {
     float* const bwd = packed + fwd_.u_floats();
     if (bwd_fallback_) {

@@ -146,7 +146,8 @@ struct AllocationCounter {
 
 // The packed-weights contract of a plan: pack_weights writes exactly packed_weights_size() floats, and
 // forward_packed / backward_data_packed give forward's / backward_data's results bit for bit (so any bound checked
-// on the per-call results holds for them), without allocating when `count` is given.
+// on the per-call results holds for them), without allocating when `count` is given; the forward-only packing is
+// the start of that layout and serves forward_packed alike.
 inline void expect_packed_matches_per_call(const Conv2dPlan& plan, const Problem& pr, const std::string& what,
                                            const AllocationCounter* count = nullptr) {
   std::vector<float> packed(plan.packed_weights_size() + 1, std::nanf(""));
@@ -169,6 +170,19 @@ inline void expect_packed_matches_per_call(const Conv2dPlan& plan, const Problem
   }
   EXPECT_EQ(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)), 0) << what << ": forward_packed";
   EXPECT_EQ(std::memcmp(dxp.data(), dx.data(), dx.size() * sizeof(float)), 0) << what << ": backward_data_packed";
+
+  // Forward only: pack_forward_weights writes packed_forward_size() floats, the same as the start of
+  // pack_weights' layout, and forward_packed over them gives forward's results bit for bit.
+  const std::size_t nf = plan.packed_forward_size();
+  EXPECT_LE(nf, plan.packed_weights_size()) << what;
+  std::vector<float> fwd_only(nf + 1, std::nanf(""));
+  plan.pack_forward_weights(pr.w.data(), fwd_only.data());
+  EXPECT_TRUE(std::isnan(fwd_only.back())) << what << ": pack_forward_weights wrote past packed_forward_size()";
+  EXPECT_EQ(std::memcmp(fwd_only.data(), packed.data(), nf * sizeof(float)), 0)
+      << what << ": pack_forward_weights differs from the start of pack_weights";
+  std::vector<float> yf(pr.dz.size(), -9.0f);
+  plan.forward_packed(pr.x.data(), pr.w.data(), fwd_only.data(), pr.b.data(), yf.data(), ws.data());
+  EXPECT_EQ(std::memcmp(yf.data(), y.data(), y.size() * sizeof(float)), 0) << what << ": forward over the forward part";
 }
 
 // Outputs larger than ops::kStreamBytes go out with non-temporal stores where the kernel's rows start on 64-byte
