@@ -250,12 +250,6 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   static bool streams(int64_t floats) { return floats * int64_t{sizeof(float)} > kStreamBytes; }
   static bool tiles_fastest(int64_t k, int64_t cols) { return k * cols * int64_t{sizeof(float)} > (int64_t{1} << 20); }
 
-  // y (rows, OC) = x rows . B (+ bias, activation); the rows of x are contiguous (stride 1) or read through
-  // src_off_. (Gathering the strided rows into the workspace first, for the plain GEMM, was measured slower at mb 1:
-  // res4a_branch1 0.453 -> 0.465 ms, res3a_branch1 0.429 -> 0.440 ms.) With `buffers` (threads x one block), each
-  // thread copies the blocks it works on from the in-place kernel into its buffer first (the tiles are fastest, so
-  // each block is copied once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias
-  // in the caches.
   // Floats added to a row of A copied for being a multiple of 4 KiB long (one cache line).
   static constexpr int64_t kRowPad = 16;
   static bool aliasing_stride(int64_t floats) { return floats * int64_t{sizeof(float)} % 4096 == 0; }
@@ -289,6 +283,12 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     });
   }
 
+  // y (rows, OC) = x rows . B (+ bias, activation); the rows of x are contiguous (stride 1) or read through
+  // src_off_. (Gathering the strided rows into the workspace first, for the plain GEMM, was measured slower at mb 1:
+  // res4a_branch1 0.453 -> 0.465 ms, res3a_branch1 0.429 -> 0.440 ms.) With `buffers` (threads x one block), each
+  // thread copies the blocks it works on from the in-place kernel into its buffer first (the tiles are fastest, so
+  // each block is copied once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias
+  // in the caches.
   void run_forward(const Rows& rows, const Weights& wb, const float* bias, float* y, float* buffers) const {
     const float* x = rows.a;
     const bool dense = rows.dense;
@@ -357,8 +357,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         if (!strided_)
           ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg),
                        dz + r0 * dzr.lda + t.grp * ocg, static_cast<std::size_t>(dzr.lda), wb,
-                       static_cast<std::size_t>(nr),
-                       nullptr, dx + r0 * g.ic + col, static_cast<std::size_t>(g.ic), &params);
+                       static_cast<std::size_t>(nr), nullptr, dx + r0 * g.ic + col, static_cast<std::size_t>(g.ic),
+                       &params);
         else
           ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg), 1,
                         dz + r0 * dzr.lda + t.grp * ocg, dz_offsets(dzr.lda != g.oc, t.tile + 1 == tiles), dz,
