@@ -163,11 +163,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     float* buffers = thread_pack_ ? carver.take_floats(ctx_.threads * fwd_block_floats_) : nullptr;
     if (full_pack_) {
       float* packed = carver.take_floats(forward_pack_floats());
-      const int64_t nb = fwd_blocks_, nr = ctx_.k->nr;
-      parallel_for(ctx_.threads, g.groups * nb, [&](int64_t b0, int64_t b1, int) {
-        for (int64_t i = b0; i < b1; ++i) pack_forward_block(g, nr, w, i / nb, i % nb, packed + i * fwd_block_floats_);
-      });
-      run_forward(a, Weights{packed, nr, nb * fwd_block_floats_, fwd_block_floats_}, b, y, nullptr);
+      pack_forward_weights(w, packed);
+      run_forward(a, Weights{packed, ctx_.k->nr, fwd_blocks_ * fwd_block_floats_, fwd_block_floats_}, b, y, nullptr);
       return;
     }
     run_forward(a, Weights{w, g.oc, g.oc_per_group(), 0}, b, y, buffers);
@@ -259,7 +256,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   struct Rows {
     const float* a;
     int64_t lda;
-    bool dense;  // row r at a + r * lda; otherwise through src_off_
+    bool dense;  // forward: row r at a + r * lda, else through src_off_ (backward data goes by strided_)
   };
   Rows source_rows(const float* x, WorkspaceCarver& carver) const {
     const Conv2dGeometry& g = ctx_.g;

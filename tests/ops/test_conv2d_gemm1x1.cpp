@@ -108,6 +108,15 @@ std::vector<Case> random_cases(uint32_t seed, int count) {
   return cases;
 }
 
+// The workspace bound of tests/ops/test_conv2d_workspace.cpp: the input plus the larger direction's packed
+// weights (NR-wide blocks pad the output channels forward, the input channels backward), plus 16 KiB of slack.
+std::size_t workspace_bound(const Conv2dGeometry& g, int64_t nr) {
+  const auto up = [nr](int64_t v) { return (v + nr - 1) / nr * nr; };
+  const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+  const int64_t packed = g.groups * std::max(up(icg) * ocg, icg * up(ocg));
+  return 4 * static_cast<std::size_t>(shape_elements(g.input_shape()) + packed) + 16 * 1024;
+}
+
 class Gemm1x1 : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -141,7 +150,6 @@ TEST_F(Gemm1x1, StridedMatchesTheReferenceOnEveryIsa) {
 // as the reference, packed == per call bit for bit, on every ISA, with the copies named by explain() where they are
 // taken, and the workspace within input + packed weights.
 TEST_F(Gemm1x1, FourKibRowsCopiedPaddedMatchTheReference) {
-  constexpr std::size_t kSlack = 16 * 1024;
   const Case cases[] = {{"x_1024", pointwise(40, 1, 1), {1, 3, 11, 1024}},
                         {"dz_1024", pointwise(1024, 1, 1), {1, 5, 7, 48}},
                         {"both_2048_relu", pointwise(2048, 1, 1), {2, 3, 5, 1024}},
@@ -173,11 +181,7 @@ TEST_F(Gemm1x1, FourKibRowsCopiedPaddedMatchTheReference) {
             << what << "\n" << ex;
         testops::check_plan(plan, pr, e, what);
         testops::expect_packed_matches_per_call(plan, pr, what);
-        const auto up = [nr](int64_t v) { return (v + nr - 1) / nr * nr; };
-        const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
-        const int64_t packed = g.groups * std::max(up(icg) * ocg, icg * up(ocg));
-        EXPECT_LE(plan.workspace_size(), 4 * static_cast<std::size_t>(shape_elements(g.input_shape()) + packed) + kSlack)
-            << what;
+        EXPECT_LE(plan.workspace_size(), workspace_bound(g, nr)) << what;
       }
     }
   }
@@ -271,7 +275,6 @@ TEST_F(Gemm1x1, ChosenForStridedUnpaddedAndRefusedWhenPadded) {
 // The workspace (all three directions) stays within input + packed weights, as tests/ops/test_conv2d_workspace.cpp
 // requires of every algorithm, on strided shapes; and the workspace overloads allocate nothing.
 TEST_F(Gemm1x1, StridedWorkspaceBoundAndNoAllocation) {
-  constexpr std::size_t kSlack = 16 * 1024;
   const Case cases[] = {{"res4a_small", pointwise(256, 2, 2), {1, 14, 14, 128}},
                         {"tiny", pointwise(16, 2, 2), {1, 4, 4, 1}},
                         {"groups", pointwise(64, 3, 2, 4), {2, 9, 8, 32}},
@@ -286,11 +289,7 @@ TEST_F(Gemm1x1, StridedWorkspaceBoundAndNoAllocation) {
         const std::string what = to_string(isa) + " " + c.name + " threads " + std::to_string(threads);
         const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1);
         const Conv2dGeometry& g = plan.geometry();
-        const auto up = [nr](int64_t v) { return (v + nr - 1) / nr * nr; };
-        const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
-        const int64_t packed = g.groups * std::max(up(icg) * ocg, icg * up(ocg));
-        EXPECT_LE(plan.workspace_size(), 4 * static_cast<std::size_t>(shape_elements(g.input_shape()) + packed) + kSlack)
-            << what;
+        EXPECT_LE(plan.workspace_size(), workspace_bound(g, nr)) << what;
         const Problem pr(c.p, c.input, 1u);
         std::vector<unsigned char> ws(plan.workspace_size());
         std::vector<float> y(pr.dz.size()), dx(pr.x.size()), dw(pr.w.size()), db(pr.b.size());
