@@ -13,8 +13,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -191,14 +189,10 @@ inline void expect_packed_matches_per_call(const Conv2dPlan& plan, const Problem
 // bit for bit against the first. `dirs`: 1 forward, 2 backward data, 3 both.
 inline void check_streamed_outputs(const Conv2dPlan& plan, const Problem& pr, const Expected& e, int dirs,
                                    const std::string& what) {
-  struct Free {
-    void operator()(float* p) const { ::operator delete(p, std::align_val_t{64}); }
-  };
   std::vector<unsigned char> ws(plan.workspace_size());
   auto run = [&](bool fwd, std::size_t n, std::size_t offset) {
-    void* raw = ::operator new((n + 16) * sizeof(float), std::align_val_t{64});
-    std::unique_ptr<float, Free> buf(static_cast<float*>(raw));
-    float* out = buf.get() + offset;
+    Tensor buf(Shape{static_cast<int64_t>(n + 16)});  // 64-byte aligned
+    float* out = buf.data() + offset;
     std::fill_n(out, n, -7.0f);
     if (fwd)
       plan.forward(pr.x.data(), pr.w.data(), pr.b.data(), out, ws.data());

@@ -23,7 +23,6 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
-#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -55,21 +54,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The benchmark's buffers start on 64-byte boundaries, as convkit's Tensors and oneDNN's own allocations do: a
-// std::vector<float> from malloc is only 16-byte aligned, so every 64-byte vector access would straddle two cache
-// lines, and where a buffer lands (and with it the timings) would depend on what the previous problem freed
-// (measured: res4a_branch1 bwd_d 0.48 ms alone, 0.78 ms after res3b_branch2a).
-template <class T>
-struct CacheLineAllocator {
-  using value_type = T;
-  CacheLineAllocator() = default;
-  template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
-  friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
-};
-using Floats = std::vector<float, CacheLineAllocator<float>>;
+// The benchmark's buffers are Tensors, 64-byte aligned as oneDNN's own allocations are: a std::vector<float> from
+// malloc is only 16-byte aligned, so every 64-byte vector access would straddle two cache lines, and where a buffer
+// lands (and with it the timings) would depend on what the previous problem freed (measured: res4a_branch1 bwd_d
+// 0.48 ms alone, 0.78 ms after res3b_branch2a).
+Tensor floats(std::size_t n) { return Tensor(Shape{static_cast<int64_t>(n)}); }
 using bench::ConvProblem;
 
 struct BenchOptions {
@@ -159,9 +148,9 @@ BenchSettings parse_settings(const BenchOptions& o) {
 }
 
 // Deterministic values in [-1, 1) (a 64-bit LCG; the top 24 bits make the float).
-void fill_uniform(Floats& v, uint64_t seed) {
+void fill_uniform(Tensor& v, uint64_t seed) {
   uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (float& x : v) {
+  for (float& x : v.values()) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     x = float(int64_t(state >> 40) - (int64_t(1) << 23)) / float(int64_t(1) << 23);
   }
@@ -237,12 +226,12 @@ double min_bytes(const Conv2dGeometry& g) {
 // [[maybe_unused]]: only called when oneDNN was found.
 [[maybe_unused]] double tolerance(double reduction) { return 1e-5 * reduction + 1e-5; }
 
-[[maybe_unused]] void compare(const ConvProblem& p, BenchDir dir, const char* what, const Floats& ours,
-                              const Floats& theirs, double reduction, bool explain) {
+[[maybe_unused]] void compare(const ConvProblem& p, BenchDir dir, const char* what, const Tensor& ours,
+                              const Tensor& theirs, double reduction, bool explain) {
   const double tol = tolerance(reduction);
   double worst = -1.0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < ours.size(); ++i) {
+  int64_t at = 0;
+  for (int64_t i = 0; i < ours.size(); ++i) {
     const double d = std::fabs(double(ours[i]) - double(theirs[i]));
     if (!(d <= worst)) {  // NaN wins too
       worst = d;
@@ -381,14 +370,15 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
     throw Error(cat("problem '", display_name(p), "' needs a ", fixed(double(plan.workspace_size()) / (1 << 30), 1),
                     " GiB workspace on top of ", fixed(need / (1 << 30), 1), " GiB of buffers, more than 80% of this ",
                     "machine's ", fixed(have / (1 << 30), 1), " GiB"));
-  Floats x(nx), w(nw), b(nb), dy(ny);  // (N,IH,IW,IC), (KH,KW,IC/G,OC), (OC), (N,OH,OW,OC)
+  // (N,IH,IW,IC), (KH,KW,IC/G,OC), (OC), (N,OH,OW,OC)
+  Tensor x = floats(nx), w = floats(nw), b = floats(nb), dy = floats(ny);
   fill_uniform(x, 1);
   fill_uniform(w, 2);
   fill_uniform(b, 3);
   fill_uniform(dy, 4);
   std::vector<unsigned char> workspace(std::max<std::size_t>(plan.workspace_size(), 1));
   // --weights packed: packed once here, outside the timed loop, as oneDNN's weights are reordered once.
-  Floats packed(s.weights == Conv2dWeights::packed_once ? plan.packed_weights_size() : 0);
+  Tensor packed = floats(s.weights == Conv2dWeights::packed_once ? plan.packed_weights_size() : 0);
   if (!packed.empty()) plan.pack_weights(w.data(), packed.data());
   const bool use_packed = s.weights == Conv2dWeights::packed_once;
   const double flop = bench::flops(p);
@@ -397,7 +387,8 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
 
   for (BenchDir d : s.dirs) {
     // The direction's outputs: y (N,OH,OW,OC) | dx (N,IH,IW,IC) | dw (KH,KW,IC/G,OC) and db (OC).
-    Floats out(d == BenchDir::fwd ? ny : d == BenchDir::bwd_d ? nx : nw), db(d == BenchDir::bwd_w ? nb : 0);
+    Tensor out = floats(d == BenchDir::fwd ? ny : d == BenchDir::bwd_d ? nx : nw);
+    Tensor db = floats(d == BenchDir::bwd_w ? nb : 0);
     std::function<void()> run;
     switch (d) {
       case BenchDir::fwd:
@@ -424,7 +415,7 @@ void bench_problem(const ConvProblem& p, const BenchSettings& s, const Machine& 
     if (!s.onednn) r.ms = time_ms(run, s.reps);
 #ifdef CONVKIT_HAVE_ONEDNN
     if (s.onednn) {
-      Floats theirs(out.size()), their_db(db.size());
+      Tensor theirs(out.shape()), their_db(db.shape());
       OnednnConv::Buffers buf;
       buf.x = x.data();
       buf.w = w.data();
