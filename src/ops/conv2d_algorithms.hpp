@@ -90,6 +90,9 @@ std::unique_ptr<detail::Conv2dImpl> kernel_rows_create(const Conv2dContext& ctx)
 // weight-gradient reduction. The tests shrink them to run many bands on small shapes.
 inline std::atomic<int64_t> g_kernel_rows_band_floats{32 * 1024};
 inline std::atomic<int64_t> g_kernel_rows_wgrad_pixels{512};
+// Whether kernel_rows' forward reads x in place (one group, zero padding): -1 where its measured rule says so, 0
+// never, 1 always. The tests force both ways.
+inline std::atomic<int> g_kernel_rows_forward_in_place{-1};
 std::string implicit_gemm_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> implicit_gemm_create(const Conv2dContext& ctx);
 std::string winograd_supports(const Conv2dGeometry& g);

@@ -3,7 +3,10 @@
 // padded copy of the input (one group's channels, every padding mode through core::padded_source), the KW taps of
 // one kernel row of an output pixel are KW * IC/G contiguous floats (dilation along the width 1), and so are the HWIO
 // kernel's rows of that kernel row:
-//   forward:          the indirect GEMM with KH "taps" of kc = KW * IC/G floats, the kernel read in place;
+//   forward:          the indirect GEMM with KH "taps" of kc = KW * IC/G floats, the kernel read in place; with
+//                     one group under zero padding, over x itself where copying the bands would cost more (kernel
+//                     rows above or below the image read a zero row, the pixels whose kernel rows cross the left or
+//                     right edge a small strip of those rows padded with zeros);
 //   backward weights: the weight-gradient microkernel with rows = the KW * IC/G floats of a kernel row (instead of the
 //                     IC/G channels of a tap), the reduction over the output pixels;
 //   backward data:    cols (MR, KH * KW * IC/G) = dz rows . w^T (a plain GEMM), each kernel row's KW * IC/G
@@ -65,18 +68,33 @@ class KernelRows final : public detail::Conv2dImpl {
     // Backward data multiplies the output rows reaching two bands twice: fewer, larger bands.
     const int64_t want_bwd_bands = T > 1 ? ceil_div(2 * T, images) : 1;
 
-    // Forward: bands of output rows; the band's padded input rows are copied (unless x itself is the padded
-    // image: one group, no padding).
-    fwd_in_place_ = g.groups == 1 && no_pad;
+    // Forward: bands of output rows, whose padded input rows are copied; or, with one group under zero padding,
+    // x read in place (the band's border pixels, whose kernel rows cross the left or right edge, through a strip of
+    // those rows copied with zeros) where the copy would cost more than 1/128 of the band's FMAs. Measured (ratio
+    // to oneDNN, mb 1): MobileNet's 3x3 stride-2 stem over 224x224x3 0.84 -> 0.95 (a stride-2 band copies two
+    // input rows per output row of only 27 FMAs a channel), 112x112 0.96 -> 1.01; Fashion-MNIST's 5x5 over 28x28
+    // (1/300) 1.09 -> 0.90 in place: there the copy is cheap and its whole-row tiles beat the split into interior
+    // and border tiles.
     {
       int64_t rows = std::max<int64_t>(1, (kBandFloats / rs_ - (g.kh - 1) * g.dh - 1) / g.sh + 1);
       rows = std::min({rows, std::max<int64_t>(1, g.oh / want_bands), g.oh});
       fwd_rows_ = rows;
       fwd_bands_ = ceil_div(g.oh, rows);
-      fwd_buf_floats_ = fwd_in_place_ ? 0 : band_rows(rows) * rs_;
+      const int64_t copy_floats = band_rows(rows) * rs_, band_fmas = rows * g.ow * g.kh * kc_ * ocg_;
+      const int force = g_kernel_rows_forward_in_place.load();
+      fwd_direct_ = g.groups == 1 && g.padding_mode == PaddingMode::zeros &&
+                    (force >= 0 ? force == 1 : no_pad || 128 * copy_floats > band_fmas);
+      if (fwd_direct_) {
+        for (int64_t ox = 0; ox < g.ow; ++ox)
+          if (ox * g.sw - g.pad_left < 0 || ox * g.sw - g.pad_left + g.kw > g.iw) fwd_border_ox_.push_back(ox);
+        fwd_buf_floats_ = rows * static_cast<int64_t>(fwd_border_ox_.size()) * g.kh * kc_;
+        fwd_zero_.assign(static_cast<std::size_t>(kc_), 0.0f);
+        build_direct_tables();
+      } else {
+        fwd_buf_floats_ = band_rows(rows) * rs_;
+        fwd_inner_of_ = {intern(band_table(rows)), intern(band_table(g.oh - (fwd_bands_ - 1) * rows))};
+      }
       fwd_threads_ = static_cast<int>(std::clamp<int64_t>(budget_ / std::max<int64_t>(1, fwd_buf_floats_), 1, T));
-      build_forward_table(fwd_full_, rows);
-      build_forward_table(fwd_last_, g.oh - (fwd_bands_ - 1) * rows);
     }
 
     // Backward data: bands of padded dx rows; each band gathers the output rows that reach it (the ones reaching
@@ -146,39 +164,27 @@ class KernelRows final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     WorkspaceCarver carver(ws);
     const FwdBuffers buf = carve_forward(carver);
-    const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups, kh = g.kh;
-    const int64_t nb = (ocg_ + nr - 1) / nr, x_image = g.ih * g.iw * g.ic, y_image = g.oh * g.ow * g.oc;
-    const uk::GemmParams params = gemm_params(ctx_.activation);
-    const bool post = needs_post_activation(ctx_.activation);
-    parallel_for(fwd_threads_, g.n * G * fwd_bands_, [&](int64_t i0, int64_t i1, int t) {
+    const int64_t x_image = g.ih * g.iw * g.ic, y_image = g.oh * g.ow * g.oc;
+    parallel_for(fwd_threads_, g.n * g.groups * fwd_bands_, [&](int64_t i0, int64_t i1, int t) {
       float* band = buf.bands + t * fwd_buf_floats_;
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t bi = it % fwd_bands_, grp = (it / fwd_bands_) % G, n = it / (fwd_bands_ * G);
+        const int64_t bi = it % fwd_bands_, grp = (it / fwd_bands_) % g.groups, n = it / (fwd_bands_ * g.groups);
         const int64_t oy0 = bi * fwd_rows_, oy1 = std::min(g.oh, oy0 + fwd_rows_);
-        const int64_t r0 = oy0 * g.sh, r1 = (oy1 - 1) * g.sh + (kh - 1) * g.dh + 1;
-        const float* base;
-        if (fwd_in_place_) {
-          base = x + n * x_image + r0 * rs_;
-        } else {
-          copy_band(x, n, grp, r0, r1, band);
-          base = band;
-        }
-        const ForwardTable& tab = bi + 1 < fwd_bands_ ? fwd_full_ : fwd_last_;
-        for (int64_t tile = 0; tile < static_cast<int64_t>(tab.rows.size()); ++tile) {
-          const int64_t rows = tab.rows[tile];
-          const int64_t* a_off = tab.a_off.data() + tile * kh * mr;
-          const int64_t* c_off = tab.c_off.data() + tile * mr;
-          for (int64_t j = 0; j < nb; ++j) {
-            const int64_t col0 = grp * ocg_ + j * nr, nc = std::min(nr, ocg_ - j * nr);
-            float* c_base = y + n * y_image + oy0 * g.ow * g.oc + col0;
-            // Rows (ky, kx, c) of the HWIO kernel, OC floats apart: kernel row ky is rows [ky * kc, ky * kc + kc).
-            ctx_.k->igemm(static_cast<std::size_t>(rows), static_cast<std::size_t>(nc), static_cast<std::size_t>(kc_),
-                          static_cast<std::size_t>(kh), base, a_off, base, w + col0, static_cast<std::size_t>(g.oc),
-                          b ? b + col0 : nullptr, c_base, c_off, &params);
-            if (post)
-              for (int64_t r = 0; r < rows; ++r) activation_forward(ctx_.activation, c_base + c_off[r], nc);
+        float* y_band = y + n * y_image + oy0 * g.ow * g.oc;
+        if (fwd_direct_) {
+          // The table's offsets count from the band's first input row inside the image.
+          const int64_t base_row = std::clamp<int64_t>(oy0 * g.sh - g.pad_top, 0, g.ih);
+          run_forward_tiles(fwd_tables_[static_cast<std::size_t>(fwd_inner_of_[bi])],
+                            x + n * x_image + base_row * g.iw * g.ic, fwd_zero_.data(), 0, w, b, y_band);
+          if (!fwd_border_ox_.empty()) {
+            fill_border_strip(x + n * x_image, oy0, oy1, band);
+            run_forward_tiles(fwd_tables_[static_cast<std::size_t>(fwd_edge_of_[bi])], band, band, 0, w, b, y_band);
           }
+          continue;
         }
+        copy_band(x, n, grp, oy0 * g.sh, (oy1 - 1) * g.sh + (g.kh - 1) * g.dh + 1, band);
+        run_forward_tiles(fwd_tables_[static_cast<std::size_t>(fwd_inner_of_[bi + 1 < fwd_bands_ ? 0 : 1])], band,
+                          band, grp, w, b, y_band);
       }
     });
   }
@@ -438,6 +444,65 @@ class KernelRows final : public detail::Conv2dImpl {
     }
   }
 
+  // Forward's tiles over a band: per tile of MR pixels, the offset of kernel row ky of pixel r (a_off[ky * MR + r];
+  // rows past the tile's repeat its last; -1: a row outside the image, read as zeros), and the pixel's offset in y
+  // from the band's first row. Bands alike share one table (fwd_tables_, interned).
+  struct ForwardTable {
+    std::vector<int32_t> rows;
+    std::vector<int64_t> a_off, c_off;
+    bool operator==(const ForwardTable&) const = default;
+  };
+  // The tiles of one table over one band: A rows at a_base + a_off (zero: the zero row of negative offsets), the
+  // output at y_band + c_off, every block of group grp's output channels.
+  void run_forward_tiles(const ForwardTable& tab, const float* a_base, const float* zero, int64_t grp, const float* w,
+                         const float* b, float* y_band) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, nb = (ocg_ + nr - 1) / nr;
+    const uk::GemmParams params = gemm_params(ctx_.activation);
+    const bool post = needs_post_activation(ctx_.activation);
+    for (int64_t tile = 0; tile < static_cast<int64_t>(tab.rows.size()); ++tile) {
+      const int64_t rows = tab.rows[tile];
+      const int64_t* a_off = tab.a_off.data() + tile * g.kh * mr;
+      const int64_t* c_off = tab.c_off.data() + tile * mr;
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t col0 = grp * ocg_ + j * nr, nc = std::min(nr, ocg_ - j * nr);
+        float* c_base = y_band + col0;
+        // Rows (ky, kx, c) of the HWIO kernel, OC floats apart: kernel row ky is rows [ky * kc, ky * kc + kc).
+        ctx_.k->igemm(static_cast<std::size_t>(rows), static_cast<std::size_t>(nc), static_cast<std::size_t>(kc_),
+                      static_cast<std::size_t>(g.kh), a_base, a_off, zero, w + col0, static_cast<std::size_t>(g.oc),
+                      b ? b + col0 : nullptr, c_base, c_off, &params);
+        if (post)
+          for (int64_t r = 0; r < rows; ++r) activation_forward(ctx_.activation, c_base + c_off[r], nc);
+      }
+    }
+  }
+
+  // The kernel rows of the border pixels of output rows [oy0, oy1) of image x_n (one group, zero padding): pixel
+  // (oy, fwd_border_ox_[i]) is pb = (oy - oy0) * borders + i, its kernel row ky the kc_ floats at (pb * KH + ky) *
+  // kc_, cells outside the image 0.
+  void fill_border_strip(const float* x_n, int64_t oy0, int64_t oy1, float* strip) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t borders = static_cast<int64_t>(fwd_border_ox_.size());
+    for (int64_t oy = oy0; oy < oy1; ++oy)
+      for (int64_t i = 0; i < borders; ++i) {
+        const int64_t ox = fwd_border_ox_[static_cast<std::size_t>(i)], pb = (oy - oy0) * borders + i;
+        // The kernel row's floats [lo, hi) are inside the image (columns ix0 + kx, kx < KW, IC floats each).
+        const int64_t ix0 = ox * g.sw - g.pad_left;
+        const int64_t lo = std::clamp<int64_t>(-ix0, 0, g.kw) * g.ic;
+        const int64_t hi = std::clamp<int64_t>(g.iw - ix0, 0, g.kw) * g.ic;
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          float* d = strip + (pb * g.kh + ky) * kc_;
+          const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh;
+          if (iy < 0 || iy >= g.ih) {
+            std::fill_n(d, kc_, 0.0f);
+            continue;
+          }
+          const float* row = x_n + iy * g.iw * g.ic;  // the kernel row's float k is row[ix0 * IC + k]
+          for (int64_t k = 0; k < kc_; ++k) d[k] = k >= lo && k < hi ? row[ix0 * g.ic + k] : 0.0f;
+        }
+      }
+  }
+
   struct FwdBuffers {
     float* bands;
   };
@@ -447,27 +512,62 @@ class KernelRows final : public detail::Conv2dImpl {
     return b;
   }
 
-  // Forward's tiles over one band of `out_rows` output rows (the same for every band of that height): per tile of
-  // MR pixels, the offset of kernel row ky of pixel r in the band's padded copy (a_off[ky * MR + r]; rows past the
-  // tile's repeat its last), and the pixel's offset in y from the band's first row.
-  struct ForwardTable {
-    std::vector<int32_t> rows;
-    std::vector<int64_t> a_off, c_off;
-  };
-  void build_forward_table(ForwardTable& t, int64_t out_rows) const {
+  int32_t intern(ForwardTable t) {
+    for (std::size_t i = 0; i < fwd_tables_.size(); ++i)
+      if (fwd_tables_[i] == t) return static_cast<int32_t>(i);
+    fwd_tables_.push_back(std::move(t));
+    return static_cast<int32_t>(fwd_tables_.size() - 1);
+  }
+  // The tiles of `pixels` ((oy, ox) pairs of a band from output row oy0), off(pixel index, oy, ox, ky) the A offset.
+  template <typename Off>
+  ForwardTable tiles_of(const std::vector<std::pair<int64_t, int64_t>>& pixels, int64_t oy0, Off off) const {
     const Conv2dGeometry& g = ctx_.g;
-    const int64_t mr = ctx_.k->mr, pixels = out_rows * g.ow;
-    for (int64_t p0 = 0; p0 < pixels; p0 += mr) {
-      const int64_t rows = std::min(mr, pixels - p0);
+    const int64_t mr = ctx_.k->mr, count = static_cast<int64_t>(pixels.size());
+    ForwardTable t;
+    for (int64_t p0 = 0; p0 < count; p0 += mr) {
+      const int64_t rows = std::min(mr, count - p0);
       t.rows.push_back(static_cast<int32_t>(rows));
       const std::size_t a0 = t.a_off.size();
       t.a_off.resize(a0 + static_cast<std::size_t>(g.kh * mr));
       for (int64_t r = 0; r < mr; ++r) {
-        const int64_t p = p0 + std::min(r, rows - 1), oy = p / g.ow, ox = p % g.ow;
-        for (int64_t ky = 0; ky < g.kh; ++ky)
-          t.a_off[a0 + static_cast<std::size_t>(ky * mr + r)] = (oy * g.sh + ky * g.dh) * rs_ + ox * g.sw * icg_;
-        t.c_off.push_back(p * g.oc);
+        const int64_t p = p0 + std::min(r, rows - 1);
+        const auto [oy, ox] = pixels[static_cast<std::size_t>(p)];
+        for (int64_t ky = 0; ky < g.kh; ++ky) t.a_off[a0 + static_cast<std::size_t>(ky * mr + r)] = off(p, oy, ox, ky);
+        t.c_off.push_back(((oy - oy0) * g.ow + ox) * g.oc);
       }
+    }
+    return t;
+  }
+  // A band of `out_rows` output rows over its padded copy (rows rs_ floats apart).
+  ForwardTable band_table(int64_t out_rows) const {
+    const Conv2dGeometry& g = ctx_.g;
+    std::vector<std::pair<int64_t, int64_t>> pixels;
+    for (int64_t oy = 0; oy < out_rows; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) pixels.emplace_back(oy, ox);
+    return tiles_of(pixels, 0, [&](int64_t, int64_t oy, int64_t ox, int64_t ky) {
+      return (oy * g.sh + ky * g.dh) * rs_ + ox * g.sw * icg_;
+    });
+  }
+  // x read in place: per band, the interior pixels' table (offsets from the band's first input row inside the
+  // image) and the border pixels' table (offsets into the strip of fill_border_strip).
+  void build_direct_tables() {
+    const Conv2dGeometry& g = ctx_.g;
+    std::vector<bool> border(static_cast<std::size_t>(g.ow), false);
+    for (int64_t ox : fwd_border_ox_) border[static_cast<std::size_t>(ox)] = true;
+    for (int64_t bi = 0; bi < fwd_bands_; ++bi) {
+      const int64_t oy0 = bi * fwd_rows_, oy1 = std::min(g.oh, oy0 + fwd_rows_);
+      const int64_t base_row = std::clamp<int64_t>(oy0 * g.sh - g.pad_top, 0, g.ih);
+      std::vector<std::pair<int64_t, int64_t>> inner, edge;
+      for (int64_t oy = oy0; oy < oy1; ++oy)
+        for (int64_t ox = 0; ox < g.ow; ++ox)
+          (border[static_cast<std::size_t>(ox)] ? edge : inner).emplace_back(oy, ox);
+      fwd_inner_of_.push_back(intern(tiles_of(inner, oy0, [&](int64_t, int64_t oy, int64_t ox, int64_t ky) {
+        const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh;
+        return iy < 0 || iy >= g.ih ? int64_t{-1} : ((iy - base_row) * g.iw + ox * g.sw - g.pad_left) * g.ic;
+      })));
+      fwd_edge_of_.push_back(intern(tiles_of(edge, oy0, [&](int64_t p, int64_t, int64_t, int64_t ky) {
+        return (p * g.kh + ky) * kc_;
+      })));
     }
   }
   struct BwdBuffers {
@@ -504,10 +604,14 @@ class KernelRows final : public detail::Conv2dImpl {
   Conv2dContext ctx_;
   int64_t icg_ = 0, ocg_ = 0, hp_ = 0, wp_ = 0, kc_ = 0, rs_ = 0, budget_ = 0;
   // Forward.
-  bool fwd_in_place_ = false;
+  bool fwd_direct_ = false;  // one group, zero padding: x read in place
   int64_t fwd_rows_ = 1, fwd_bands_ = 1, fwd_buf_floats_ = 0;
   int fwd_threads_ = 1;
-  ForwardTable fwd_full_, fwd_last_;  // a band of fwd_rows_ output rows, the last band
+  std::vector<ForwardTable> fwd_tables_;
+  // Direct: per band, its interior and border tables. Copied bands: the tables of a full band and of the last.
+  std::vector<int32_t> fwd_inner_of_, fwd_edge_of_;
+  std::vector<int64_t> fwd_border_ox_;  // direct: the output columns whose kernel rows cross the left or right border
+  std::vector<float> fwd_zero_;         // direct: the zero row (kc floats) of the rows above and below the image
   // Backward data.
   int64_t bwd_blocks_ = 0, bwd_block_floats_ = 0, bwd_rows_ = 1, bwd_bands_ = 1, bwd_buf_floats_ = 0;
   int64_t tpp_ = 1;  // register tiles per pass

@@ -1,8 +1,8 @@
 // kernel_rows (src/ops/conv2d_rows.cpp) against the reference kernels: every ISA of this CPU, forward and both
 // backward directions, on random shapes with 1 to 4 input channels per group, kernels 1 to 7, strides, dilation
 // along the height, every padding mode, groups, the register-tile edges, one and several bands per image and several
-// threads; its refusal (dilation along the width), the automatic choice (image stems), the workspace bound on the
-// stem, and forward_packed == forward bit for bit.
+// threads, forward over band copies and over x in place; its refusal (dilation along the width), the automatic choice
+// (image stems), the workspace bound on the stem, and forward_packed == forward bit for bit.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -42,6 +42,7 @@ struct Settings {
     ops::g_min_ns_per_thread = 3000.0;
     ops::g_kernel_rows_band_floats = 32 * 1024;
     ops::g_kernel_rows_wgrad_pixels = 512;
+    ops::g_kernel_rows_forward_in_place = -1;
   }
 };
 
@@ -87,6 +88,8 @@ std::vector<Case> edge_cases(const config::KernelTable& k) {
                  {2, 28, 28, 1}});
   // Padding wider than the kernel row (rows entirely in the padding), a kernel covering the input, asymmetric pads.
   out.push_back({"pad_wide", conv(5, 3, 3, 1, 1, Padding::explicit_pad(4, 0, 1, 5), 1, 1), {1, 3, 4, 2}});
+  // Every window cut by the left or right padding, some on both sides: the border tiles of forward in place only.
+  out.push_back({"all_border", conv(4, 3, 7, 1, 1, Padding::explicit_pad(1, 1, 6, 6), 1, 1), {1, 5, 4, 2}});
   out.push_back({"kernel_covers_input", conv(3, 5, 5, 1, 1, Padding::valid(), 1, 1), {2, 5, 5, 2}});
   out.push_back({"asym_stride2", conv(6, 3, 4, 2, 3, Padding::explicit_pad(0, 2, 3, 0), 1, 1), {2, 8, 11, 3}});
   out.push_back({"stride_gt_kernel", conv(4, 2, 2, 3, 3, Padding::valid(), 1, 1), {1, 8, 10, 4}});
@@ -160,15 +163,17 @@ TEST(KernelRows, MatchesReferenceOnEdgesAndRandomShapes) {
     const std::vector<Case> randoms = random_cases(4321u + static_cast<uint32_t>(isa), 60);
     for (int threads : {1, 3}) {
       set_num_threads(threads);
-      for (bool small_bands : {false, true}) {
-        ops::g_kernel_rows_band_floats = small_bands ? 1 : 32 * 1024;
-        ops::g_kernel_rows_wgrad_pixels = small_bands ? 5 : 512;
-        const std::string tag = to_string(isa) + " " + std::to_string(threads) + " threads" +
-                                (small_bands ? " small bands" : "");
-        uint32_t seed = 1;
-        for (const Case& c : edges) check_case(c, tag, seed++);
-        for (const Case& c : randoms) check_case(c, tag, seed++);
-      }
+      for (bool small_bands : {false, true})
+        for (int in_place : {0, 1}) {
+          ops::g_kernel_rows_band_floats = small_bands ? 1 : 32 * 1024;
+          ops::g_kernel_rows_wgrad_pixels = small_bands ? 5 : 512;
+          ops::g_kernel_rows_forward_in_place = in_place;
+          const std::string tag = to_string(isa) + " " + std::to_string(threads) + " threads" +
+                                  (small_bands ? " small bands" : "") + (in_place ? " x in place" : " band copies");
+          uint32_t seed = 1;
+          for (const Case& c : edges) check_case(c, tag, seed++);
+          for (const Case& c : randoms) check_case(c, tag, seed++);
+        }
     }
   }
 }
