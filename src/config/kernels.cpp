@@ -4,18 +4,20 @@ namespace convkit::config {
 
 namespace {
 
-#define CONVKIT_KERNEL_TABLE(isa, MR, NR)                                                                   \
+#define CONVKIT_KERNEL_TABLE(isa, MR, NR, DW_ROWS)                                                          \
   KernelTable {                                                                                             \
     Isa::isa, MR, NR, uk::f32_gemm_##MR##x##NR##__##isa, uk::f32_igemm_##MR##x##NR##__##isa,                \
         uk::f32_wgrad_##MR##x##NR##__##isa, uk::f32_dwconv__##isa, uk::f32_dwconv_reduce__##isa,            \
         uk::f32_dwconv_wgrad__##isa, "f32_gemm_" #MR "x" #NR "__" #isa, "f32_igemm_" #MR "x" #NR "__" #isa, \
         "f32_wgrad_" #MR "x" #NR "__" #isa, "f32_dwconv__" #isa, uk::f32_dwconv3x3_row__##isa,              \
-        uk::f32_dwconv3x3_row_wgrad__##isa, uk::f32_dwconv3x3_row_bwd2__##isa                               \
+        uk::f32_dwconv3x3_row_wgrad__##isa, uk::f32_dwconv3x3_row_bwd2__##isa,                              \
+        uk::f32_dwconv3x3_rows__##isa, DW_ROWS                                                              \
   }
 
-const KernelTable kGeneric = CONVKIT_KERNEL_TABLE(generic, 4, 8);
-const KernelTable kAvx2 = CONVKIT_KERNEL_TABLE(avx2, 6, 16);
-const KernelTable kAvx512 = CONVKIT_KERNEL_TABLE(avx512, 14, 32);
+// Depthwise rows per pass: 3 where 32 vector registers hold 3 x 7 sums and the 9 weights (dwconv_impl.hpp).
+const KernelTable kGeneric = CONVKIT_KERNEL_TABLE(generic, 4, 8, 1);
+const KernelTable kAvx2 = CONVKIT_KERNEL_TABLE(avx2, 6, 16, 1);
+const KernelTable kAvx512 = CONVKIT_KERNEL_TABLE(avx512, 14, 32, 3);
 
 #undef CONVKIT_KERNEL_TABLE
 

@@ -6,19 +6,21 @@
 //   (f32_dwconv3x3_row*), which take the zero padding in their stride (missing rows and columns skipped), so no
 //   table, no zero vector and no separate border pass; threads over (image, output row), and over channel ranges
 //   when there are few rows. Other padding modes: the rows and columns that touch the padding through the tables.
-//   forward:          the row kernel, bias and relu fused;
+//   forward:          the row kernel, bias and relu fused; stride 1: groups of up to 3 output rows per call
+//                     (f32_dwconv3x3_rows, AVX-512: each input column loaded once for the group);
 //   backward data:    stride 1: dx is the 3x3 correlation of dz with the kernel turned by 180 degrees (packed once
-//                     by pack_weights), so the forward row kernel runs it; stride 2: its own row kernel (each dx
-//                     row from one or two dz rows, each dx column from one or two dz columns); otherwise (and for
-//                     other shapes) the stride-phase gather of conv2d_tables.hpp (one pixel per row), the phase's
-//                     taps packed;
+//                     by pack_weights), so the forward row kernel runs it (in groups of rows too); stride 2: its
+//                     own row kernel (each dx row from one or two dz rows, each dx column from one or two dz
+//                     columns); otherwise (and for other shapes) the stride-phase gather of conv2d_tables.hpp (one
+//                     pixel per row), the phase's taps packed;
 //   backward weights: threads over (image, output row[, channel range]), each summing its rows' 9 tap gradients
 //                     and the bias gradient in its own [10][OC] partial (thread 0 straight into dw and db), the
 //                     partials added at the end; other shapes: threads over channel ranges, each summing all pixels
 //                     (or, with few channels, per-thread partial sums over pixel chunks).
-// Measured (AVX-512, 2 threads, mb 1): MobileNet v1's depthwise layers at 1.1-1.6x oneDNN in all three directions,
-// except the 512- and 1024-channel layers with 7x7 outputs (forward ~0.8-1.2x, weight gradient ~0.7-0.9x): there a
-// pixel is 2-4 KiB, so (likely) a tile's columns, weights and sums fall in few L1 sets and come from L2.
+// Measured (AVX-512, 2 threads, mb 1, medians of 5 alternating runs): MobileNet v1's stride-1 depthwise layers with
+// the row groups at 1.3-1.5x oneDNN forward (one row at a time: 1.0-1.2x) and 1.1-1.7x backward data; the weight
+// gradient 0.7-1.3x, lowest on the 512- and 1024-channel layers with 7x7 outputs: there a pixel is 2-4 KiB, so a
+// tile's columns, weights and sums fall in few L1 sets and come from L2.
 #include <algorithm>
 
 #include "ops/conv2d_algorithms.hpp"
@@ -62,13 +64,20 @@ class Depthwise final : public detail::Conv2dImpl {
     bwd_row_ = row_kernel_ && g.sh == 1 && g.sw == 1 && !fold_;
     // Backward data, stride 2, zero padding: the stride-2 transposed row kernel (no packing: the kernel as it is).
     bwd_row2_ = row_kernel_ && g.sh == 2 && g.sw == 2 && !fold_;
-    // Row kernels' work items: (image, row) x channel ranges of row_cblock_ channels.
-    const int64_t rows = g.n * std::max(g.oh, g.ih);
-    row_cblock_ = g.oc;
-    if (rows < kRowItemsPerThread * ctx_.threads && !needs_post_activation(ctx_.activation)) {
-      const int64_t want = (kRowItemsPerThread * ctx_.threads + rows - 1) / rows;
-      row_cblock_ = std::max(kRowChannelBlock, (g.oc / want + kRowChannelBlock - 1) / kRowChannelBlock * kRowChannelBlock);
-    }
+    // Stride 1 under zero padding: forward and backward data run group_rows_ output rows per kernel call (fewer
+    // loads per FMA). At most 2 where a pixel is a multiple of 4 KiB (1024 channels: every column of a tile in one
+    // L1 set): measured there (MobileNet conv6/dw, 7x7) 2 rows 1.11 / 1.70x oneDNN forward / backward data, 3 rows
+    // 0.76 / 0.98, one row 1.03 / 1.45; with 32-512 channels 3 rows were the fastest (conv5_1/dw 1.11 -> 1.40 forward,
+    // conv3_1/dw 1.11 -> 1.36).
+    group_rows_ = row_kernel_ && !fold_ && g.sh == 1 && g.sw == 1
+                      ? std::clamp<int64_t>(ctx_.k->dw_group_rows, 1, kMaxGroupRows)
+                      : 1;
+    if (g.oc * int64_t{sizeof(float)} % 4096 == 0) group_rows_ = std::min<int64_t>(group_rows_, 2);
+    // Row kernels' work items: (image, row or group of rows) x channel ranges of row_cblock_ (group_cblock_)
+    // channels.
+    const int64_t longest = std::max(g.oh, g.ih);
+    row_cblock_ = channel_block(g.n * longest);
+    group_cblock_ = channel_block(g.n * ((longest + group_rows_ - 1) / group_rows_));
     // Backward weights splits the channels when there are blocks enough for every thread, and otherwise the pixels
     // with per-thread partial sums, no more of them than fit in the input's size (the workspace bound).
     const int64_t channel_blocks = (g.oc + kChannelBlock * mult_ - 1) / (kChannelBlock * mult_);
@@ -89,6 +98,15 @@ class Depthwise final : public detail::Conv2dImpl {
     }
   }
 
+  // Channels per work item of the row kernels over `items` (image, row) items: all of them, or where there are
+  // too few items for the threads, ranges of whole kRowChannelBlock blocks.
+  int64_t channel_block(int64_t items) const {
+    const Conv2dGeometry& g = ctx_.g;
+    if (items >= kRowItemsPerThread * ctx_.threads || needs_post_activation(ctx_.activation)) return g.oc;
+    const int64_t want = (kRowItemsPerThread * ctx_.threads + items - 1) / items;
+    return std::max(kRowChannelBlock, (g.oc / want + kRowChannelBlock - 1) / kRowChannelBlock * kRowChannelBlock);
+  }
+
   std::size_t workspace_size() const override {
     WorkspaceCarver f(nullptr), b(nullptr), w(nullptr);
     carve_forward(f);
@@ -100,7 +118,9 @@ class Depthwise final : public detail::Conv2dImpl {
   std::string kernels() const override {
     const std::string isa = to_string(ctx_.k->isa), table = ctx_.k->dwconv_name;
     if (row_kernel_)
-      return "f32_dwconv3x3_row__" + isa + ", f32_dwconv3x3_row_wgrad__" + isa +
+      return "f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "__" + isa +
+             (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
+             ", f32_dwconv3x3_row_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
              (bwd_row_    ? ""
               : bwd_row2_ ? ", f32_dwconv3x3_row_bwd2__" + isa + " (backward data)"
@@ -153,6 +173,12 @@ class Depthwise final : public detail::Conv2dImpl {
           indirect(n, p0, std::min(kChunk, pixels - p0));
         }
       });
+      return;
+    }
+    if (group_rows_ > 1) {
+      // Stride 1: threads over (image, group of output rows, channel range).
+      rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.pad_top, -g.pad_left, w, b, y, params,
+                     post ? ctx_.activation : Activation::none);
       return;
     }
     // 3x3: threads over (image, output row, channel range).
@@ -333,20 +359,37 @@ class Depthwise final : public detail::Conv2dImpl {
   void backward_data_rows(const float* dz, const float* flipped, float* dx) const {
     const Conv2dGeometry& g = ctx_.g;
     uk::GemmParams params = gemm_params(Activation::none);
-    const int64_t dz_image = g.oh * g.ow * g.oc, dx_image = g.ih * g.iw * g.ic;
-    const int64_t cblocks = (g.ic + row_cblock_ - 1) / row_cblock_;
-    params.stream = g.n * dx_image * int64_t{sizeof(float)} > kStreamBytes;
-    parallel_for(ctx_.threads, g.n * g.ih * cblocks, [&](int64_t i0, int64_t i1, int) {
+    params.stream = g.n * g.ih * g.iw * g.ic * int64_t{sizeof(float)} > kStreamBytes;
+    rows_in_groups(dz, g.oh, g.ow, g.ih, g.iw, 2 - g.pad_top, g.pad_left - 2, flipped, nullptr, dx, params,
+                   Activation::none);
+  }
+
+  // The stride-1 row kernel over groups of group_rows_ output rows (forward: in = x, out = y; backward data: in =
+  // dz, out = dx, the kernel flipped): output row q of an image reads input rows q - top + k, k < 3 (rows outside
+  // [0, in_h) are padding), output column j input columns j + ix0 + kx. Threads over (image, group, channel range
+  // of group_cblock_ channels); `post`: an activation run over each finished row (whole rows then).
+  void rows_in_groups(const float* in, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, int64_t top,
+                      int64_t ix0, const float* w, const float* b, float* out, const uk::GemmParams& params,
+                      Activation post) const {
+    const int64_t R = group_rows_, groups = (out_h + R - 1) / R, C = ctx_.g.oc;
+    const int64_t cblocks = (C + group_cblock_ - 1) / group_cblock_;
+    parallel_for(ctx_.threads, ctx_.g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t row = it / cblocks, c0 = (it % cblocks) * row_cblock_, cb = std::min(row_cblock_, g.ic - c0);
-        const int64_t n = row / g.ih, iy = row % g.ih, oy = iy + g.pad_top - 2;
-        const float* dz_n = dz + n * dz_image + c0;
-        const float* rows[3];
-        for (int64_t k = 0; k < 3; ++k)
-          rows[k] = oy + k >= 0 && oy + k < g.oh ? dz_n + (oy + k) * g.ow * g.oc : nullptr;
-        ctx_.k->dwconv3x3_row(static_cast<std::size_t>(g.iw), static_cast<std::size_t>(cb),
-                              static_cast<std::size_t>(g.ic), 1, rows, g.ow, g.pad_left - 2, flipped + c0, nullptr,
-                              dx + n * dx_image + iy * g.iw * g.ic + c0, &params);
+        const int64_t grp = it / cblocks, c0 = (it % cblocks) * group_cblock_, cb = std::min(group_cblock_, C - c0);
+        const int64_t n = grp / groups, q0 = (grp % groups) * R, nr = std::min(R, out_h - q0);
+        const float* in_n = in + n * in_h * in_w * C + c0;
+        const float* rows[kMaxGroupRows + 2];
+        float* outs[kMaxGroupRows];
+        for (int64_t k = 0; k < nr + 2; ++k) {
+          const int64_t r = q0 - top + k;
+          rows[k] = r >= 0 && r < in_h ? in_n + r * in_w * C : nullptr;
+        }
+        for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
+        ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
+                               static_cast<std::size_t>(cb), static_cast<std::size_t>(C), rows, in_w, ix0, w + c0,
+                               b ? b + c0 : nullptr, outs, &params);
+        if (post != Activation::none)
+          for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
       }
       if (params.stream) uk::store_fence();
     });
@@ -480,6 +523,9 @@ class Depthwise final : public detail::Conv2dImpl {
   bool bwd_row_ = false;              // backward data: stride 1, zero padding, through the row kernel
   bool bwd_row2_ = false;             // backward data: stride 2, zero padding, through its row kernel
   int64_t row_cblock_ = 0;            // the row kernels' channels per work item
+  int64_t group_rows_ = 1;            // stride 1, zero padding: output rows per call of dwconv3x3_rows
+  int64_t group_cblock_ = 0;          // ... and channels per work item there
+  static constexpr int64_t kMaxGroupRows = 8;
   bool wgrad_channel_split_ = false;  // backward weights: threads over channel ranges (else over pixels)
   int wgrad_threads_ = 1;             // threads of the pixel split (each with a partial dw)
   std::vector<int64_t> bwd_seg_offset_;

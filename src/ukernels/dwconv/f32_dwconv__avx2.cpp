@@ -15,6 +15,12 @@ void f32_dwconv3x3_row__avx2(std::size_t npix, std::size_t count, std::size_t ld
   dwconv3x3_row_any(npix, count, ld, stride, rows, iw, ix0, w, bias, out, p);
 }
 
+void f32_dwconv3x3_rows__avx2(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
+                             const float* const* in_rows, int64_t iw, int64_t ix0, const float* w, const float* bias,
+                             float* const* out_rows, const GemmParams* p) {
+  dwconv3x3_rows_any(nrows, npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, p);
+}
+
 void f32_dwconv3x3_row_wgrad__avx2(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
                                 const float* const* rows, int64_t iw, int64_t ix0, const float* dz, float* dw,
                                 float* db) {
