@@ -11,7 +11,7 @@ namespace {
         uk::f32_dwconv_wgrad__##isa, "f32_gemm_" #MR "x" #NR "__" #isa, "f32_igemm_" #MR "x" #NR "__" #isa, \
         "f32_wgrad_" #MR "x" #NR "__" #isa, "f32_dwconv__" #isa, uk::f32_dwconv3x3_row__##isa,              \
         uk::f32_dwconv3x3_row_wgrad__##isa, uk::f32_dwconv3x3_row_bwd2__##isa,                              \
-        uk::f32_dwconv3x3_rows__##isa, DW_ROWS                                                              \
+        uk::f32_dwconv3x3_rows__##isa, uk::f32_dwconv3x3_rows_wgrad__##isa, DW_ROWS                         \
   }
 
 // Depthwise rows per pass: 3 where 32 vector registers hold 3 x 7 sums and the 9 weights (dwconv_impl.hpp).

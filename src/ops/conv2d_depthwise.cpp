@@ -13,14 +13,14 @@
 //                     own row kernel (each dx row from one or two dz rows, each dx column from one or two dz
 //                     columns); otherwise (and for other shapes) the stride-phase gather of conv2d_tables.hpp (one
 //                     pixel per row), the phase's taps packed;
-//   backward weights: threads over (image, output row[, channel range]), each summing its rows' 9 tap gradients
-//                     and the bias gradient in its own [10][OC] partial (thread 0 straight into dw and db), the
-//                     partials added at the end; other shapes: threads over channel ranges, each summing all pixels
-//                     (or, with few channels, per-thread partial sums over pixel chunks).
+//   backward weights: threads over (image, output row or stride 1's group of rows[, channel range]), each summing
+//                     its rows' 9 tap gradients and the bias gradient in its own [10][OC] partial (thread 0 straight
+//                     into dw and db), the partials added at the end; other shapes: threads over channel ranges,
+//                     each summing all pixels (or, with few channels, per-thread partial sums over pixel chunks).
 // Measured (AVX-512, 2 threads, mb 1, medians of 5 alternating runs): MobileNet v1's stride-1 depthwise layers with
-// the row groups at 1.3-1.5x oneDNN forward (one row at a time: 1.0-1.2x) and 1.1-1.7x backward data; the weight
-// gradient 0.7-1.3x, lowest on the 512- and 1024-channel layers with 7x7 outputs: there a pixel is 2-4 KiB, so a
-// tile's columns, weights and sums fall in few L1 sets and come from L2.
+// the row groups at 1.3-1.5x oneDNN forward (one row at a time: 1.0-1.2x), 1.1-1.7x backward data and 1.1-1.3x
+// weight gradient (0.98-1.15x); the stride-2 ones and the 1024-channel 7x7 layer lowest in the weight gradient
+// (0.85-0.95x): there a pixel is 2-4 KiB, so a tile's columns, weights and sums fall in few L1 sets and come from L2.
 #include <algorithm>
 
 #include "ops/conv2d_algorithms.hpp"
@@ -64,7 +64,7 @@ class Depthwise final : public detail::Conv2dImpl {
     bwd_row_ = row_kernel_ && g.sh == 1 && g.sw == 1 && !fold_;
     // Backward data, stride 2, zero padding: the stride-2 transposed row kernel (no packing: the kernel as it is).
     bwd_row2_ = row_kernel_ && g.sh == 2 && g.sw == 2 && !fold_;
-    // Stride 1 under zero padding: forward and backward data run group_rows_ output rows per kernel call (fewer
+    // Stride 1 under zero padding: all three directions run group_rows_ output rows per kernel call (fewer
     // loads per FMA). At most 2 where a pixel is a multiple of 4 KiB (1024 channels: every column of a tile in one
     // L1 set): measured there (MobileNet conv6/dw, 7x7) 2 rows 1.11 / 1.70x oneDNN forward / backward data, 3 rows
     // 0.76 / 0.98, one row 1.03 / 1.45; with 32-512 channels 3 rows were the fastest (conv5_1/dw 1.11 -> 1.40 forward,
@@ -120,7 +120,7 @@ class Depthwise final : public detail::Conv2dImpl {
     if (row_kernel_)
       return "f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "__" + isa +
              (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
-             ", f32_dwconv3x3_row_wgrad__" + isa +
+             ", f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
              (bwd_row_    ? ""
               : bwd_row2_ ? ", f32_dwconv3x3_row_bwd2__" + isa + " (backward data)"
@@ -426,10 +426,11 @@ class Depthwise final : public detail::Conv2dImpl {
     const int64_t x_image = g.ih * g.iw * g.ic, dz_image = pixels * g.oc, dw_size = taps * g.oc;
     const int64_t part_size = dw_size + g.oc;
     if (fold_) std::fill_n(buf.zero, g.ic, 0.0f);
-    // Work items (image, output row, channel range): the ranges of the forward pass (few rows: more items to
-    // balance the threads); another padding mode runs whole rows (its tables cover every channel).
-    const int64_t cblocks = fold_ ? 1 : (g.oc + row_cblock_ - 1) / row_cblock_, cbw = fold_ ? g.oc : row_cblock_;
-    const int used = parallel_for(wgrad_threads_, g.n * g.oh * cblocks, [&](int64_t i0, int64_t i1, int t) {
+    // Work items (image, output row or group of rows, channel range): the ranges of the forward pass (few rows: more
+    // items to balance the threads); another padding mode runs whole rows (its tables cover every channel).
+    const int64_t R = group_rows_, groups = (g.oh + R - 1) / R;
+    const int64_t cblocks = fold_ ? 1 : (g.oc + group_cblock_ - 1) / group_cblock_, cbw = fold_ ? g.oc : group_cblock_;
+    const int used = parallel_for(wgrad_threads_, g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int t) {
       float* pdw = t == 0 ? dw : buf.partials + (t - 1) * part_size;
       float* pdb = db ? (t == 0 ? db : buf.partials + (t - 1) * part_size + dw_size) : nullptr;
       std::fill_n(pdw, dw_size, 0.0f);
@@ -447,8 +448,24 @@ class Depthwise final : public detail::Conv2dImpl {
           }
       };
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t row = it / cblocks, c0 = (it % cblocks) * cbw, cb = std::min(cbw, g.oc - c0);
-        const int64_t n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top, p_row = oy * g.ow;
+        const int64_t c0 = (it % cblocks) * cbw, cb = std::min(cbw, g.oc - c0);
+        if (R > 1) {
+          // Stride 1, zero padding: output rows [q0, q0 + nr) at once, input rows q0 - pad_top + k, k < nr + 2.
+          const int64_t n = it / cblocks / groups, q0 = it / cblocks % groups * R, nr = std::min(R, g.oh - q0);
+          const float* rows[kMaxGroupRows + 2];
+          const float* dzs[kMaxGroupRows];
+          for (int64_t k = 0; k < nr + 2; ++k) {
+            const int64_t iy = q0 - g.pad_top + k;
+            rows[k] = iy >= 0 && iy < g.ih ? x + n * x_image + iy * g.iw * g.ic + c0 : nullptr;
+          }
+          for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
+          ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(g.ow),
+                                       static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc), rows, g.iw,
+                                       -g.pad_left, dzs, pdw + c0, pdb ? pdb + c0 : nullptr);
+          continue;
+        }
+        const int64_t row = it / cblocks, n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top;
+        const int64_t p_row = oy * g.ow;
         const float* x_n = x + n * x_image;
         const float* dz_row = dz + n * dz_image + p_row * g.oc;
         if (!fold_) {

@@ -91,6 +91,12 @@ using Dwconv3x3RowWgradFn = void (*)(std::size_t npix, std::size_t count, std::s
                                      const float* const* rows, int64_t iw, int64_t ix0, const float* dz, float* dw,
                                      float* db);
 
+// The same for nrows consecutive output rows of stride 1 (at most config::KernelTable::dw_group_rows): the dz row of
+// output row r at dz_rows[r], its input rows in_rows[r .. r + 2] (of nrows + 2; null: padding).
+using Dwconv3x3RowsWgradFn = void (*)(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
+                                      const float* const* in_rows, int64_t iw, int64_t ix0,
+                                      const float* const* dz_rows, float* dw, float* db);
+
 // Backward data of the 3x3 stride-2 depthwise convolution (multiplier 1, dilation 1, zero padding), one dx row:
 //   out[ix * ld + c] = sum_{ky, kx} rows[ky][ox * ld + c] * w[(ky * 3 + kx) * ld + c]
 // over ix < npix, the rows[ky] not null, and the kx with ix + q0 - kx = 2 * ox, 0 <= ox < ow (q0 = pad_left).
@@ -113,6 +119,8 @@ using Dwconv3x3RowBwd2Fn = void (*)(std::size_t npix, std::size_t count, std::si
                                  int64_t, const float*, const float*, float* const*, const GemmParams*);           \
   void f32_dwconv3x3_row_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*,     \
                                       int64_t, int64_t, const float*, float*, float*);                              \
+  void f32_dwconv3x3_rows_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*,    \
+                                       int64_t, int64_t, const float* const*, float*, float*);                     \
   void f32_dwconv3x3_row_bwd2__##isa(std::size_t, std::size_t, std::size_t, const float* const*, int64_t, int64_t, \
                                      const float*, float*);                                                         \
   void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \

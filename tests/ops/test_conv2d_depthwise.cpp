@@ -81,7 +81,7 @@ TEST(Conv2dDepthwise, EveryIsaMultiplierAndThreadSplit) {
 // of 8); heights that leave rows with one or two of their three input rows; strides 1, 2, 3; bias or none; relu,
 // tanh (a pass after the kernel) or none; another padding mode (the tables at the borders); 1 to 3 threads (few
 // rows: channel ranges per thread). Stride 2 with zero padding also runs backward data's stride-2 row kernel (dx
-// columns of both parities, pads 1 and 3); stride 1 with zero padding runs forward and backward data in groups of
+// columns of both parities, pads 1 and 3); stride 1 with zero padding runs all three directions in groups of
 // output rows (all of a group's input rows loaded once). Every ISA of this CPU, against the reference; the packed
 // forms bit for bit as the per-call ones.
 // A 3x3 depthwise layer whose output and input gradient exceed ops::kStreamBytes: the row kernel writes them with

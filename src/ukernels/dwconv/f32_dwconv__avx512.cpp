@@ -28,6 +28,12 @@ void f32_dwconv3x3_row_wgrad__avx512(std::size_t npix, std::size_t count, std::s
   dwconv3x3_row_wgrad_any(npix, count, ld, stride, rows, iw, ix0, dz, dw, db);
 }
 
+void f32_dwconv3x3_rows_wgrad__avx512(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
+                                   const float* const* in_rows, int64_t iw, int64_t ix0, const float* const* dz_rows,
+                                   float* dw, float* db) {
+  dwconv3x3_rows_wgrad_any(nrows, npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
+}
+
 void f32_dwconv3x3_row_bwd2__avx512(std::size_t npix, std::size_t count, std::size_t ld, const float* const* rows,
                                int64_t ow, int64_t q0, const float* w, float* out) {
   dwconv3x3_row_bwd2_any(npix, count, ld, rows, ow, q0, w, out);
