@@ -24,7 +24,7 @@ struct KernelTable {
   uk::Dwconv3x3RowFn dwconv3x3_row;  // depthwise 3x3 along a whole output row (zero padding inside)
   uk::Dwconv3x3RowWgradFn dwconv3x3_row_wgrad;  // ... and its weight gradient
   uk::Dwconv3x3RowBwd2Fn dwconv3x3_row_bwd2;    // ... and the backward data of its stride 2
-  uk::Dwconv3x3RowsFn dwconv3x3_rows;           // ... stride 1, up to dw_group_rows output rows at once
+  uk::Dwconv3x3RowsFn dwconv3x3_rows;           // ... up to dw_group_rows output rows at once
   uk::Dwconv3x3RowsWgradFn dwconv3x3_rows_wgrad;  // ... and their weight gradient
   int dw_group_rows;                            // rows dwconv3x3_rows does in one pass (1: one at a time)
 };

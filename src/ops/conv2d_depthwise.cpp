@@ -6,14 +6,15 @@
 //   (f32_dwconv3x3_row*), which take the zero padding in their stride (missing rows and columns skipped), so no
 //   table, no zero vector and no separate border pass; threads over (image, output row), and over channel ranges
 //   when there are few rows. Other padding modes: the rows and columns that touch the padding through the tables.
-//   forward:          the row kernel, bias and relu fused; stride 1: groups of up to 3 output rows per call
-//                     (f32_dwconv3x3_rows, AVX-512: each input column loaded once for the group);
+//   forward:          the row kernel, bias and relu fused; zero padding: groups of output rows per call (3 at
+//                     stride 1, 2 at stride 2; f32_dwconv3x3_rows, AVX-512: each input column loaded once for the
+//                     group);
 //   backward data:    stride 1: dx is the 3x3 correlation of dz with the kernel turned by 180 degrees (packed once
 //                     by pack_weights), so the forward row kernel runs it (in groups of rows too); stride 2: its
 //                     own row kernel (each dx row from one or two dz rows, each dx column from one or two dz
 //                     columns); otherwise (and for other shapes) the stride-phase gather of conv2d_tables.hpp (one
 //                     pixel per row), the phase's taps packed;
-//   backward weights: threads over (image, output row or stride 1's group of rows[, channel range]), each summing
+//   backward weights: threads over (image, output row or group of rows[, channel range]), each summing
 //                     its rows' 9 tap gradients and the bias gradient in its own [10][OC] partial (thread 0 straight
 //                     into dw and db), the partials added at the end; other shapes: threads over channel ranges,
 //                     each summing all pixels (or, with few channels, per-thread partial sums over pixel chunks).
@@ -64,15 +65,17 @@ class Depthwise final : public detail::Conv2dImpl {
     bwd_row_ = row_kernel_ && g.sh == 1 && g.sw == 1 && !fold_;
     // Backward data, stride 2, zero padding: the stride-2 transposed row kernel (no packing: the kernel as it is).
     bwd_row2_ = row_kernel_ && g.sh == 2 && g.sw == 2 && !fold_;
-    // Stride 1 under zero padding: all three directions run group_rows_ output rows per kernel call (fewer
-    // loads per FMA). At most 2 where a pixel is a multiple of 4 KiB (1024 channels: every column of a tile in one
-    // L1 set): measured there (MobileNet conv6/dw, 7x7) 2 rows 1.11 / 1.70x oneDNN forward / backward data, 3 rows
-    // 0.76 / 0.98, one row 1.03 / 1.45; with 32-512 channels 3 rows were the fastest (conv5_1/dw 1.11 -> 1.40 forward,
-    // conv3_1/dw 1.11 -> 1.36).
-    group_rows_ = row_kernel_ && !fold_ && g.sh == 1 && g.sw == 1
+    // Zero padding, stride 1: all three directions run group_rows_ output rows per kernel call, each input column
+    // loaded once for the group; stride 2: forward and the weight gradient (backward data has its own kernel).
+    // At most 2 rows at stride 2, and where a pixel is a multiple of 4 KiB (1024 channels: every column of a tile in
+    // one L1 set). Measured (MobileNet v1, medians of 5-7 alternating runs of the ratio to oneDNN): stride 1 with 3
+    // rows conv5_1/dw forward 1.11 -> 1.40, conv3_1/dw 1.11 -> 1.36; conv6/dw (7x7, 1024 channels) 2 rows 1.11 /
+    // 1.70 forward / backward data, 3 rows 0.76 / 0.98, one row 1.03 / 1.45; stride 2 with 2 rows forward 0.90-1.11
+    // -> 1.01-1.24 and weight gradient 0.80-1.30 -> 0.90-1.42, with 3 rows conv5_6/dw forward fell to 0.91.
+    group_rows_ = row_kernel_ && !fold_ && g.sh == g.sw && (g.sh == 1 || g.sh == 2)
                       ? std::clamp<int64_t>(ctx_.k->dw_group_rows, 1, kMaxGroupRows)
                       : 1;
-    if (g.oc * int64_t{sizeof(float)} % 4096 == 0) group_rows_ = std::min<int64_t>(group_rows_, 2);
+    if (g.sh == 2 || g.oc * int64_t{sizeof(float)} % 4096 == 0) group_rows_ = std::min<int64_t>(group_rows_, 2);
     // Row kernels' work items: (image, row or group of rows) x channel ranges of row_cblock_ (group_cblock_)
     // channels.
     const int64_t longest = std::max(g.oh, g.ih);
@@ -177,7 +180,7 @@ class Depthwise final : public detail::Conv2dImpl {
     }
     if (group_rows_ > 1) {
       // Stride 1: threads over (image, group of output rows, channel range).
-      rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.pad_top, -g.pad_left, w, b, y, params,
+      rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.sh, g.pad_top, -g.pad_left, w, b, y, params,
                      post ? ctx_.activation : Activation::none);
       return;
     }
@@ -360,17 +363,17 @@ class Depthwise final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     uk::GemmParams params = gemm_params(Activation::none);
     params.stream = g.n * g.ih * g.iw * g.ic * int64_t{sizeof(float)} > kStreamBytes;
-    rows_in_groups(dz, g.oh, g.ow, g.ih, g.iw, 2 - g.pad_top, g.pad_left - 2, flipped, nullptr, dx, params,
+    rows_in_groups(dz, g.oh, g.ow, g.ih, g.iw, 1, 2 - g.pad_top, g.pad_left - 2, flipped, nullptr, dx, params,
                    Activation::none);
   }
 
-  // The stride-1 row kernel over groups of group_rows_ output rows (forward: in = x, out = y; backward data: in =
-  // dz, out = dx, the kernel flipped): output row q of an image reads input rows q - top + k, k < 3 (rows outside
-  // [0, in_h) are padding), output column j input columns j + ix0 + kx. Threads over (image, group, channel range
-  // of group_cblock_ channels); `post`: an activation run over each finished row (whole rows then).
-  void rows_in_groups(const float* in, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, int64_t top,
-                      int64_t ix0, const float* w, const float* b, float* out, const uk::GemmParams& params,
-                      Activation post) const {
+  // The row kernel over groups of group_rows_ output rows (forward: in = x, out = y; stride-1 backward data: in =
+  // dz, out = dx, the kernel flipped): output row q of an image reads input rows q * stride - top + k, k < 3 (rows
+  // outside [0, in_h) are padding), output column j input columns j * stride + ix0 + kx. Threads over (image, group,
+  // channel range of group_cblock_ channels); `post`: an activation run over each finished row (whole rows then).
+  void rows_in_groups(const float* in, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, int64_t stride,
+                      int64_t top, int64_t ix0, const float* w, const float* b, float* out,
+                      const uk::GemmParams& params, Activation post) const {
     const int64_t R = group_rows_, groups = (out_h + R - 1) / R, C = ctx_.g.oc;
     const int64_t cblocks = (C + group_cblock_ - 1) / group_cblock_;
     parallel_for(ctx_.threads, ctx_.g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int) {
@@ -378,16 +381,17 @@ class Depthwise final : public detail::Conv2dImpl {
         const int64_t grp = it / cblocks, c0 = (it % cblocks) * group_cblock_, cb = std::min(group_cblock_, C - c0);
         const int64_t n = grp / groups, q0 = (grp % groups) * R, nr = std::min(R, out_h - q0);
         const float* in_n = in + n * in_h * in_w * C + c0;
-        const float* rows[kMaxGroupRows + 2];
+        const float* rows[(kMaxGroupRows - 1) * 2 + 3];
         float* outs[kMaxGroupRows];
-        for (int64_t k = 0; k < nr + 2; ++k) {
-          const int64_t r = q0 - top + k;
+        for (int64_t k = 0; k < (nr - 1) * stride + 3; ++k) {
+          const int64_t r = q0 * stride - top + k;
           rows[k] = r >= 0 && r < in_h ? in_n + r * in_w * C : nullptr;
         }
         for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
         ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
-                               static_cast<std::size_t>(cb), static_cast<std::size_t>(C), rows, in_w, ix0, w + c0,
-                               b ? b + c0 : nullptr, outs, &params);
+                               static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
+                               static_cast<std::size_t>(stride), rows, in_w, ix0, w + c0, b ? b + c0 : nullptr, outs,
+                               &params);
         if (post != Activation::none)
           for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
       }
@@ -450,18 +454,19 @@ class Depthwise final : public detail::Conv2dImpl {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t c0 = (it % cblocks) * cbw, cb = std::min(cbw, g.oc - c0);
         if (R > 1) {
-          // Stride 1, zero padding: output rows [q0, q0 + nr) at once, input rows q0 - pad_top + k, k < nr + 2.
+          // Zero padding: output rows [q0, q0 + nr) at once, input rows q0 * stride - pad_top + k.
           const int64_t n = it / cblocks / groups, q0 = it / cblocks % groups * R, nr = std::min(R, g.oh - q0);
-          const float* rows[kMaxGroupRows + 2];
+          const float* rows[(kMaxGroupRows - 1) * 2 + 3];
           const float* dzs[kMaxGroupRows];
-          for (int64_t k = 0; k < nr + 2; ++k) {
-            const int64_t iy = q0 - g.pad_top + k;
+          for (int64_t k = 0; k < (nr - 1) * g.sh + 3; ++k) {
+            const int64_t iy = q0 * g.sh - g.pad_top + k;
             rows[k] = iy >= 0 && iy < g.ih ? x + n * x_image + iy * g.iw * g.ic + c0 : nullptr;
           }
           for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
           ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(g.ow),
-                                       static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc), rows, g.iw,
-                                       -g.pad_left, dzs, pdw + c0, pdb ? pdb + c0 : nullptr);
+                                       static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc),
+                                       static_cast<std::size_t>(g.sh), rows, g.iw, -g.pad_left, dzs, pdw + c0,
+                                       pdb ? pdb + c0 : nullptr);
           continue;
         }
         const int64_t row = it / cblocks, n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top;

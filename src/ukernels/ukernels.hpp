@@ -79,11 +79,12 @@ using Dwconv3x3RowFn = void (*)(std::size_t npix, std::size_t count, std::size_t
                                 const float* const* rows, int64_t iw, int64_t ix0, const float* w, const float* bias,
                                 float* out, const GemmParams* p);
 
-// The same for nrows consecutive output rows of stride 1 (nrows at most config::KernelTable::dw_group_rows): output row
-// r from input rows in_rows[r], in_rows[r + 1], in_rows[r + 2] (of nrows + 2; null: padding) into out_rows[r].
+// The same for nrows consecutive output rows (nrows at most config::KernelTable::dw_group_rows; any stride): output
+// row r from input rows in_rows[r * stride + ky], ky < 3 (of (nrows - 1) * stride + 3; null: padding) into
+// out_rows[r].
 using Dwconv3x3RowsFn = void (*)(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
-                                 const float* const* in_rows, int64_t iw, int64_t ix0, const float* w,
-                                 const float* bias, float* const* out_rows, const GemmParams* p);
+                                 std::size_t stride, const float* const* in_rows, int64_t iw, int64_t ix0,
+                                 const float* w, const float* bias, float* const* out_rows, const GemmParams* p);
 
 // Its weight gradient, accumulated over the same taps: dw[(ky * 3 + kx) * ld + c] += sum_j rows[ky][(ix0 + j *
 // stride + kx) * ld + c] * dz[j * ld + c], and db[c] += sum_j dz[j * ld + c] when db is not null.
@@ -91,10 +92,10 @@ using Dwconv3x3RowWgradFn = void (*)(std::size_t npix, std::size_t count, std::s
                                      const float* const* rows, int64_t iw, int64_t ix0, const float* dz, float* dw,
                                      float* db);
 
-// The same for nrows consecutive output rows of stride 1 (at most config::KernelTable::dw_group_rows): the dz row of
-// output row r at dz_rows[r], its input rows in_rows[r .. r + 2] (of nrows + 2; null: padding).
+// The same for nrows consecutive output rows (at most config::KernelTable::dw_group_rows; any stride): the dz row of
+// output row r at dz_rows[r], its input rows in_rows[r * stride + ky], ky < 3 (null: padding).
 using Dwconv3x3RowsWgradFn = void (*)(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
-                                      const float* const* in_rows, int64_t iw, int64_t ix0,
+                                      std::size_t stride, const float* const* in_rows, int64_t iw, int64_t ix0,
                                       const float* const* dz_rows, float* dw, float* db);
 
 // Backward data of the 3x3 stride-2 depthwise convolution (multiplier 1, dilation 1, zero padding), one dx row:
@@ -115,12 +116,13 @@ using Dwconv3x3RowBwd2Fn = void (*)(std::size_t npix, std::size_t count, std::si
                          const float*, const float*, const float*, float*, const int64_t*, const GemmParams*);       \
   void f32_dwconv3x3_row__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*, int64_t,  \
                                 int64_t, const float*, const float*, float*, const GemmParams*);                    \
-  void f32_dwconv3x3_rows__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*, int64_t, \
-                                 int64_t, const float*, const float*, float* const*, const GemmParams*);           \
+  void f32_dwconv3x3_rows__##isa(std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,                 \
+                                 const float* const*, int64_t, int64_t, const float*, const float*, float* const*, \
+                                 const GemmParams*);                                                               \
   void f32_dwconv3x3_row_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*,     \
                                       int64_t, int64_t, const float*, float*, float*);                              \
-  void f32_dwconv3x3_rows_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float* const*,    \
-                                       int64_t, int64_t, const float* const*, float*, float*);                     \
+  void f32_dwconv3x3_rows_wgrad__##isa(std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,           \
+                                       const float* const*, int64_t, int64_t, const float* const*, float*, float*); \
   void f32_dwconv3x3_row_bwd2__##isa(std::size_t, std::size_t, std::size_t, const float* const*, int64_t, int64_t, \
                                      const float*, float*);                                                         \
   void f32_dwconv_reduce__##isa(std::size_t, std::size_t, std::size_t, std::size_t, const float*, const int64_t*,    \

@@ -81,9 +81,9 @@ TEST(Conv2dDepthwise, EveryIsaMultiplierAndThreadSplit) {
 // of 8); heights that leave rows with one or two of their three input rows; strides 1, 2, 3; bias or none; relu,
 // tanh (a pass after the kernel) or none; another padding mode (the tables at the borders); 1 to 3 threads (few
 // rows: channel ranges per thread). Stride 2 with zero padding also runs backward data's stride-2 row kernel (dx
-// columns of both parities, pads 1 and 3); stride 1 with zero padding runs all three directions in groups of
-// output rows (all of a group's input rows loaded once). Every ISA of this CPU, against the reference; the packed
-// forms bit for bit as the per-call ones.
+// columns of both parities, pads 1 and 3); under zero padding stride 1 runs all three directions in groups of
+// output rows (all of a group's input rows loaded once), stride 2 forward and the weight gradient. Every ISA of
+// this CPU, against the reference; the packed forms bit for bit as the per-call ones.
 // A 3x3 depthwise layer whose output and input gradient exceed ops::kStreamBytes: the row kernel writes them with
 // non-temporal stores (forward, and stride-1 backward data through the flipped kernel), with the fused relu too.
 TEST(Conv2dDepthwise, LargeOutputsStreamedMatchTheReference) {
@@ -141,6 +141,9 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
   cases.push_back({1024, 8, 9, 1, Padding::same(), PaddingMode::zeros, true, Activation::relu});
   cases.push_back({48, 8, 23, 1, Padding::same(), PaddingMode::zeros, false, Activation::none});
   cases.push_back({16, 11, 7, 1, Padding::explicit_pad(2, 0, 1, 1), PaddingMode::zeros, true, Activation::tanh});
+  // Stride 2 runs groups of 2 output rows (forward and weight gradient).
+  cases.push_back({40, 13, 15, 2, Padding::same(), PaddingMode::zeros, true, Activation::relu});
+  cases.push_back({1024, 9, 8, 2, Padding::symmetric(1, 1), PaddingMode::zeros, false, Activation::none});
   cases.push_back({64, 3, 2, 1, Padding::symmetric(2, 2), PaddingMode::zeros, true, Activation::none});
   cases.push_back({24, 1, 1, 1, Padding::symmetric(1, 1), PaddingMode::zeros, true, Activation::none});
   uint32_t seed = 100;

@@ -417,22 +417,23 @@ inline void dwconv3x3_row_any(std::size_t npix, std::size_t count, std::size_t l
       dw3_fwd_pixel(r, ix0 + int64_t(j * stride), iw, count, ld, w, bias, out + j * ld, relu);
 }
 
-// ---- 3x3 stride 1, R output rows at once (AVX-512's 32 registers) ----
-// Output row r of the group reads input rows r, r + 1, r + 2 of the group's R + 2 (null: padding, skipped). A tile of
-// TW pixels keeps R x TW sums and the 9 weights of its channel block in registers and loads each input column once
-// for the whole group: R + 2 rows of TW + 2 columns for 9 * R * TW FMAs (R = 3, TW = 7: 45 loads for 189 FMAs, 0.24
-// a FMA), where a row at a time loads 3 rows for 9 * TW (0.38 a FMA with tiles of 14). The loads are what bound these
-// layers: a pixel of 256-1024 channels is 1-4 KiB, so a row's columns share few L1 sets and most loads go to L2.
-// The lambdas are forced inline: GCC otherwise left the nested ones as calls, the sums in memory.
+// ---- 3x3, stride S (1 or 2), R output rows at once (AVX-512's 32 registers) ----
+// Output row r of the group reads input rows r * S + ky, ky < 3, of the group's (R - 1) * S + 3 (null: padding,
+// skipped). A tile of TW pixels keeps R x TW sums and the 9 weights of its channel block in registers and loads each
+// input column once for the whole group: at stride 1, R + 2 rows of TW + 2 columns for 9 * R * TW FMAs (R = 3,
+// TW = 7: 45 loads for 189 FMAs, 0.24 a FMA), where a row at a time loads 3 rows for 9 * TW (0.38 a FMA with tiles
+// of 14); at stride 2 with R = 2, 75 loads for 126 FMAs (0.60; a row at a time 0.69-0.71). The loads are what bound
+// these layers: a pixel of 256-1024 channels is 1-4 KiB, so a row's columns share few L1 sets and most loads go to
+// L2. The lambdas are forced inline: GCC otherwise left the nested ones as calls, the sums in memory.
 constexpr int kDwGroupRows = kLanes >= 16 ? 3 : 1;
 
 #define CONVKIT_INLINE __attribute__((always_inline))
 
-template <int R, int TW, bool M>
+template <int S, int R, int TW, bool M>
 CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc, std::size_t ld, std::size_t c,
                                                std::size_t n, const float* w, const float* bias, float* const* out,
                                                bool relu, bool nt, auto l, auto rr) {
-  constexpr int NC = TW + 2;
+  constexpr int NC = (TW - 1) * S + 3, NR = (R - 1) * S + 3;
   const int64_t sld = static_cast<int64_t>(ld);
   V wv[9];
   static_for<0, 9>([&](auto t) CONVKIT_INLINE { wv[t.value] = load_m<M>(w + std::size_t(t.value) * ld + c, n); });
@@ -441,7 +442,7 @@ CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc
   static_for<0, R>([&](auto r) CONVKIT_INLINE {
     static_for<0, TW>([&](auto p) CONVKIT_INLINE { acc[r.value][p.value] = b; });
   });
-  static_for<0, R + 2>([&](auto k) CONVKIT_INLINE {
+  static_for<0, NR>([&](auto k) CONVKIT_INLINE {
     constexpr int K = decltype(k)::value;
     if (!x[K]) return;
     const float* xp = x[K] + xc * sld + c;
@@ -451,10 +452,10 @@ CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc
       V xv = load_m<M>(xp + C * sld, n);
       in_register(xv);
       static_for<0, R>([&](auto r) CONVKIT_INLINE {
-        constexpr int ky = K - decltype(r)::value;
+        constexpr int ky = K - decltype(r)::value * S;
         if constexpr (ky >= 0 && ky < 3)
           static_for<0, TW>([&](auto p) CONVKIT_INLINE {
-            constexpr int kx = C - decltype(p)::value;
+            constexpr int kx = C - decltype(p)::value * S;
             if constexpr (kx >= 0 && kx < 3)
               acc[r.value][p.value] = Simd::fma(xv, wv[ky * 3 + kx], acc[r.value][p.value]);
           });
@@ -475,17 +476,17 @@ CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc
 
 #undef CONVKIT_INLINE
 
-template <int R>
+template <int S, int R>
 inline void dw3_fwd_group(std::size_t npix, std::size_t count, std::size_t ld, const float* const* x, int64_t iw,
                           int64_t ix0, const float* w, const float* bias, float* const* out, bool relu, bool nt) {
-  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), 1, iw, ix0);
+  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
   // The cut pixels, one output row at a time.
   auto pixels = [&](int64_t j0, int64_t j1) {
     for (int r = 0; r < R; ++r) {
-      const float* const rows[3] = {x[r], x[r + 1], x[r + 2]};
+      const float* const rows[3] = {x[r * S], x[r * S + 1], x[r * S + 2]};
       const DwRows dr = dw_rows(rows);
       for (int64_t j = j0; j < j1; ++j)
-        dw3_fwd_pixel(dr, ix0 + j, iw, count, ld, w, bias, out[r] + std::size_t(j) * ld, relu);
+        dw3_fwd_pixel(dr, ix0 + j * S, iw, count, ld, w, bias, out[r] + std::size_t(j) * ld, relu);
     }
   };
   pixels(0, d.lo);
@@ -496,8 +497,9 @@ inline void dw3_fwd_group(std::size_t npix, std::size_t count, std::size_t ld, c
     with_edges(d.first_l && j == d.s, d.last_r && j + TW == d.e, [&](auto l, auto rr) {
       std::size_t c = 0;
       for (; c + kLanes <= count; c += kLanes)
-        dw3_fwd_group_block<R, TW, kMaskAlways>(x, ix0 + j, ld, c, kLanes, w, bias, outs, relu, nt, l, rr);
-      if (c < count) dw3_fwd_group_block<R, TW, true>(x, ix0 + j, ld, c, count - c, w, bias, outs, relu, nt, l, rr);
+        dw3_fwd_group_block<S, R, TW, kMaskAlways>(x, ix0 + j * S, ld, c, kLanes, w, bias, outs, relu, nt, l, rr);
+      if (c < count)
+        dw3_fwd_group_block<S, R, TW, true>(x, ix0 + j * S, ld, c, count - c, w, bias, outs, relu, nt, l, rr);
     });
   };
   int64_t j = d.s;
@@ -508,18 +510,24 @@ inline void dw3_fwd_group(std::size_t npix, std::size_t count, std::size_t ld, c
   pixels(d.hi, static_cast<int64_t>(npix));
 }
 
-// nrows output rows of stride 1 from in_rows[0 .. nrows + 2) into out_rows[0 .. nrows): 2 or 3 at once where the
-// ISA has the registers, otherwise (and any other count) one row at a time.
+// nrows output rows from in_rows[0 .. (nrows - 1) * stride + 3) into out_rows[0 .. nrows): 2 or 3 at once at stride
+// 1 and 2 at stride 2 where the ISA has the registers, otherwise one row at a time.
 inline void dwconv3x3_rows_any(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
-                               const float* const* in_rows, int64_t iw, int64_t ix0, const float* w,
-                               const float* bias, float* const* out_rows, const GemmParams* p) {
+                               std::size_t stride, const float* const* in_rows, int64_t iw, int64_t ix0,
+                               const float* w, const float* bias, float* const* out_rows, const GemmParams* p) {
   const bool nt = p->stream != 0 && reinterpret_cast<std::uintptr_t>(out_rows[0]) % 64 == 0 && ld % 16 == 0;
+  const bool relu = p->relu != 0;
+  // (Stride 2 runs groups of 2 only: 3 measured slower there, see conv2d_depthwise.cpp.)
   if constexpr (kDwGroupRows >= 3) {
-    if (nrows == 3) return dw3_fwd_group<3>(npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, p->relu != 0, nt);
-    if (nrows == 2) return dw3_fwd_group<2>(npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, p->relu != 0, nt);
+    if (stride == 1 && nrows == 3)
+      return dw3_fwd_group<1, 3>(npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, relu, nt);
+    if (stride == 1 && nrows == 2)
+      return dw3_fwd_group<1, 2>(npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, relu, nt);
+    if (stride == 2 && nrows == 2)
+      return dw3_fwd_group<2, 2>(npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, relu, nt);
   }
   for (std::size_t r = 0; r < nrows; ++r)
-    dwconv3x3_row_any(npix, count, ld, 1, in_rows + r, iw, ix0, w, bias, out_rows[r], p);
+    dwconv3x3_row_any(npix, count, ld, stride, in_rows + r * stride, iw, ix0, w, bias, out_rows[r], p);
 }
 
 // Backward data of the 3x3 stride-2 convolution, one dx row: dx column ix (q = q0 + ix) gets dz column ox through
@@ -713,17 +721,17 @@ inline void dwconv3x3_row_wgrad_any(std::size_t npix, std::size_t count, std::si
       dw3_wgrad_pixel(r, ix0 + int64_t(j * stride), iw, count, ld, dz + j * ld, dw, db);
 }
 
-// Weight gradient, stride 1, R output rows at once (as dw3_fwd_group_block): the tile's R x TW dz vectors and the
+// Weight gradient, R output rows at once (as dw3_fwd_group_block): the tile's R x TW dz vectors and the
 // block's 9 tap sums stay in registers while each input column of the group's R + 2 rows is loaded once: R = 3,
 // TW = 7: 9 sums loaded and stored, 21 dz and 45 x loads for 189 FMAs, where a row at a time with tiles of 14 loads
 // 9 sums, 14 dz and 48 x for 126.
 #define CONVKIT_INLINE __attribute__((always_inline))
 
-template <int R, int TW, bool M>
+template <int S, int R, int TW, bool M>
 CONVKIT_INLINE inline void dw3_wgrad_group_block(const float* const* x, int64_t xc, std::size_t ld, std::size_t c,
                                                  std::size_t n, const float* const* dz, float* dw, float* db, auto l,
                                                  auto rr) {
-  constexpr int NC = TW + 2;
+  constexpr int NC = (TW - 1) * S + 3, NR = (R - 1) * S + 3;
   const int64_t sld = static_cast<int64_t>(ld);
   V d[R][TW];
   static_for<0, R>([&](auto r) CONVKIT_INLINE {
@@ -740,7 +748,7 @@ CONVKIT_INLINE inline void dw3_wgrad_group_block(const float* const* x, int64_t 
   }
   V a[9];
   static_for<0, 9>([&](auto t) CONVKIT_INLINE { a[t.value] = load_m<M>(dw + std::size_t(t.value) * ld + c, n); });
-  static_for<0, R + 2>([&](auto k) CONVKIT_INLINE {
+  static_for<0, NR>([&](auto k) CONVKIT_INLINE {
     constexpr int K = decltype(k)::value;
     if (!x[K]) return;
     const float* xp = x[K] + xc * sld + c;
@@ -750,10 +758,10 @@ CONVKIT_INLINE inline void dw3_wgrad_group_block(const float* const* x, int64_t 
       V xv = load_m<M>(xp + C * sld, n);
       in_register(xv);
       static_for<0, R>([&](auto r) CONVKIT_INLINE {
-        constexpr int ky = K - decltype(r)::value;
+        constexpr int ky = K - decltype(r)::value * S;
         if constexpr (ky >= 0 && ky < 3)
           static_for<0, TW>([&](auto p) CONVKIT_INLINE {
-            constexpr int kx = C - decltype(p)::value;
+            constexpr int kx = C - decltype(p)::value * S;
             if constexpr (kx >= 0 && kx < 3) a[ky * 3 + kx] = Simd::fma(xv, d[r.value][p.value], a[ky * 3 + kx]);
           });
       });
@@ -764,17 +772,17 @@ CONVKIT_INLINE inline void dw3_wgrad_group_block(const float* const* x, int64_t 
 
 #undef CONVKIT_INLINE
 
-template <int R>
+template <int S, int R>
 inline void dw3_wgrad_group(std::size_t npix, std::size_t count, std::size_t ld, const float* const* x, int64_t iw,
                             int64_t ix0, const float* const* dz, float* dw, float* db) {
-  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), 1, iw, ix0);
+  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
   // The cut pixels, one output row at a time.
   auto pixels = [&](int64_t j0, int64_t j1) {
     for (int r = 0; r < R; ++r) {
-      const float* const rows[3] = {x[r], x[r + 1], x[r + 2]};
+      const float* const rows[3] = {x[r * S], x[r * S + 1], x[r * S + 2]};
       const DwRows dr = dw_rows(rows);
       for (int64_t j = j0; j < j1; ++j)
-        dw3_wgrad_pixel(dr, ix0 + j, iw, count, ld, dz[r] + std::size_t(j) * ld, dw, db);
+        dw3_wgrad_pixel(dr, ix0 + j * S, iw, count, ld, dz[r] + std::size_t(j) * ld, dw, db);
     }
   };
   pixels(0, d.lo);
@@ -785,8 +793,8 @@ inline void dw3_wgrad_group(std::size_t npix, std::size_t count, std::size_t ld,
     with_edges(d.first_l && j == d.s, d.last_r && j + TW == d.e, [&](auto l, auto rr) {
       std::size_t c = 0;
       for (; c + kLanes <= count; c += kLanes)
-        dw3_wgrad_group_block<R, TW, kMaskAlways>(x, ix0 + j, ld, c, kLanes, dzs, dw, db, l, rr);
-      if (c < count) dw3_wgrad_group_block<R, TW, true>(x, ix0 + j, ld, c, count - c, dzs, dw, db, l, rr);
+        dw3_wgrad_group_block<S, R, TW, kMaskAlways>(x, ix0 + j * S, ld, c, kLanes, dzs, dw, db, l, rr);
+      if (c < count) dw3_wgrad_group_block<S, R, TW, true>(x, ix0 + j * S, ld, c, count - c, dzs, dw, db, l, rr);
     });
   };
   int64_t j = d.s;
@@ -797,17 +805,18 @@ inline void dw3_wgrad_group(std::size_t npix, std::size_t count, std::size_t ld,
   pixels(d.hi, static_cast<int64_t>(npix));
 }
 
-// The weight gradient of nrows stride-1 output rows (dz rows dz_rows[r], input rows in_rows[r .. r + 2]),
-// accumulated into dw and db as dwconv3x3_row_wgrad_any does row by row.
+// The weight gradient of nrows output rows of stride 1 or 2 (dz rows dz_rows[r], input rows in_rows[r * stride ..
+// r * stride + 2]), accumulated into dw and db as dwconv3x3_row_wgrad_any does row by row.
 inline void dwconv3x3_rows_wgrad_any(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
-                                     const float* const* in_rows, int64_t iw, int64_t ix0,
+                                     std::size_t stride, const float* const* in_rows, int64_t iw, int64_t ix0,
                                      const float* const* dz_rows, float* dw, float* db) {
   if constexpr (kDwGroupRows >= 3) {
-    if (nrows == 3) return dw3_wgrad_group<3>(npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
-    if (nrows == 2) return dw3_wgrad_group<2>(npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
+    if (stride == 1 && nrows == 3) return dw3_wgrad_group<1, 3>(npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
+    if (stride == 1 && nrows == 2) return dw3_wgrad_group<1, 2>(npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
+    if (stride == 2 && nrows == 2) return dw3_wgrad_group<2, 2>(npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
   }
   for (std::size_t r = 0; r < nrows; ++r)
-    dwconv3x3_row_wgrad_any(npix, count, ld, 1, in_rows + r, iw, ix0, dz_rows[r], dw, db);
+    dwconv3x3_row_wgrad_any(npix, count, ld, stride, in_rows + r * stride, iw, ix0, dz_rows[r], dw, db);
 }
 
 // For two vectors holding 2W consecutive products of multiplier 2, the W sums of adjacent pairs, in order:

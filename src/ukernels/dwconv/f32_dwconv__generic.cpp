@@ -17,9 +17,9 @@ void f32_dwconv3x3_row__generic(std::size_t npix, std::size_t count, std::size_t
 }
 
 void f32_dwconv3x3_rows__generic(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
-                             const float* const* in_rows, int64_t iw, int64_t ix0, const float* w, const float* bias,
-                             float* const* out_rows, const GemmParams* p) {
-  dwconv3x3_rows_any(nrows, npix, count, ld, in_rows, iw, ix0, w, bias, out_rows, p);
+                             std::size_t stride, const float* const* in_rows, int64_t iw, int64_t ix0, const float* w,
+                             const float* bias, float* const* out_rows, const GemmParams* p) {
+  dwconv3x3_rows_any(nrows, npix, count, ld, stride, in_rows, iw, ix0, w, bias, out_rows, p);
 }
 
 void f32_dwconv3x3_row_wgrad__generic(std::size_t npix, std::size_t count, std::size_t ld, std::size_t stride,
@@ -29,9 +29,9 @@ void f32_dwconv3x3_row_wgrad__generic(std::size_t npix, std::size_t count, std::
 }
 
 void f32_dwconv3x3_rows_wgrad__generic(std::size_t nrows, std::size_t npix, std::size_t count, std::size_t ld,
-                                   const float* const* in_rows, int64_t iw, int64_t ix0, const float* const* dz_rows,
-                                   float* dw, float* db) {
-  dwconv3x3_rows_wgrad_any(nrows, npix, count, ld, in_rows, iw, ix0, dz_rows, dw, db);
+                                   std::size_t stride, const float* const* in_rows, int64_t iw, int64_t ix0,
+                                   const float* const* dz_rows, float* dw, float* db) {
+  dwconv3x3_rows_wgrad_any(nrows, npix, count, ld, stride, in_rows, iw, ix0, dz_rows, dw, db);
 }
 
 void f32_dwconv3x3_row_bwd2__generic(std::size_t npix, std::size_t count, std::size_t ld, const float* const* rows,
