@@ -429,19 +429,14 @@ constexpr int kDwGroupRows = kLanes >= 16 ? 3 : 1;
 
 #define CONVKIT_INLINE __attribute__((always_inline))
 
-template <int S, int R, int TW, bool M>
-CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc, std::size_t ld, std::size_t c,
-                                               std::size_t n, const float* w, const float* bias, float* const* out,
-                                               bool relu, bool nt, auto l, auto rr) {
+// The taps of a group tile, one block of channels [c, c + n): for each input row K of the group present and each
+// window column C (edge flags as edge_skipped), the column is loaded once and fma_at(Int<r>, Int<p>, Int<t>, xv)
+// called for every output row r and pixel p it reaches through tap t = ky * 3 + kx (ky = K - r * S, kx = C - p * S).
+template <int S, int R, int TW, bool M, typename FmaAt>
+CONVKIT_INLINE inline void dw3_group_taps(const float* const* x, int64_t xc, std::size_t ld, std::size_t c,
+                                          std::size_t n, auto l, auto rr, FmaAt&& fma_at) {
   constexpr int NC = (TW - 1) * S + 3, NR = (R - 1) * S + 3;
   const int64_t sld = static_cast<int64_t>(ld);
-  V wv[9];
-  static_for<0, 9>([&](auto t) CONVKIT_INLINE { wv[t.value] = load_m<M>(w + std::size_t(t.value) * ld + c, n); });
-  const V b = bias ? load_m<M>(bias + c, n) : Simd::zero();
-  V acc[R][TW];
-  static_for<0, R>([&](auto r) CONVKIT_INLINE {
-    static_for<0, TW>([&](auto p) CONVKIT_INLINE { acc[r.value][p.value] = b; });
-  });
   static_for<0, NR>([&](auto k) CONVKIT_INLINE {
     constexpr int K = decltype(k)::value;
     if (!x[K]) return;
@@ -456,11 +451,53 @@ CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc
         if constexpr (ky >= 0 && ky < 3)
           static_for<0, TW>([&](auto p) CONVKIT_INLINE {
             constexpr int kx = C - decltype(p)::value * S;
-            if constexpr (kx >= 0 && kx < 3)
-              acc[r.value][p.value] = Simd::fma(xv, wv[ky * 3 + kx], acc[r.value][p.value]);
+            if constexpr (kx >= 0 && kx < 3) fma_at(r, p, Int<ky * 3 + kx>{}, xv);
           });
       });
     });
+  });
+}
+
+// The row loop of the group kernels: the pixels whose windows are cut otherwise than in one edge column,
+// pixel(r, rows of output row r, j), one output row at a time; the others in tiles of 7, 4, 2, 1 pixels,
+// tile(Int<TW>, j, l, rr) with the edge flags as with_edges passes them.
+template <int S, int R, typename Pixel, typename Tile>
+inline void dw3_group_row(std::size_t npix, const float* const* x, int64_t iw, int64_t ix0, Pixel&& pixel,
+                          Tile&& tile) {
+  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
+  auto pixels = [&](int64_t j0, int64_t j1) {
+    for (int r = 0; r < R; ++r) {
+      const float* const rows[3] = {x[r * S], x[r * S + 1], x[r * S + 2]};
+      const DwRows dr = dw_rows(rows);
+      for (int64_t j = j0; j < j1; ++j) pixel(r, dr, j);
+    }
+  };
+  pixels(0, d.lo);
+  auto run = [&](auto tw, int64_t j) {
+    constexpr int TW = decltype(tw)::value;
+    with_edges(d.first_l && j == d.s, d.last_r && j + TW == d.e, [&](auto l, auto rr) { tile(tw, j, l, rr); });
+  };
+  int64_t j = d.s;
+  for (; j + 7 <= d.e; j += 7) run(Int<7>{}, j);
+  if (j + 4 <= d.e) run(Int<4>{}, j), j += 4;
+  if (j + 2 <= d.e) run(Int<2>{}, j), j += 2;
+  if (j < d.e) run(Int<1>{}, j);
+  pixels(d.hi, static_cast<int64_t>(npix));
+}
+
+template <int S, int R, int TW, bool M>
+CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc, std::size_t ld, std::size_t c,
+                                               std::size_t n, const float* w, const float* bias, float* const* out,
+                                               bool relu, bool nt, auto l, auto rr) {
+  V wv[9];
+  static_for<0, 9>([&](auto t) CONVKIT_INLINE { wv[t.value] = load_m<M>(w + std::size_t(t.value) * ld + c, n); });
+  const V b = bias ? load_m<M>(bias + c, n) : Simd::zero();
+  V acc[R][TW];
+  static_for<0, R>([&](auto r) CONVKIT_INLINE {
+    static_for<0, TW>([&](auto p) CONVKIT_INLINE { acc[r.value][p.value] = b; });
+  });
+  dw3_group_taps<S, R, TW, M>(x, xc, ld, c, n, l, rr, [&](auto r, auto p, auto t, V xv) CONVKIT_INLINE {
+    acc[r.value][p.value] = Simd::fma(xv, wv[t.value], acc[r.value][p.value]);
   });
   static_for<0, R>([&](auto r) CONVKIT_INLINE {
     static_for<0, TW>([&](auto p) CONVKIT_INLINE {
@@ -474,40 +511,24 @@ CONVKIT_INLINE inline void dw3_fwd_group_block(const float* const* x, int64_t xc
   });
 }
 
-#undef CONVKIT_INLINE
-
 template <int S, int R>
 inline void dw3_fwd_group(std::size_t npix, std::size_t count, std::size_t ld, const float* const* x, int64_t iw,
                           int64_t ix0, const float* w, const float* bias, float* const* out, bool relu, bool nt) {
-  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
-  // The cut pixels, one output row at a time.
-  auto pixels = [&](int64_t j0, int64_t j1) {
-    for (int r = 0; r < R; ++r) {
-      const float* const rows[3] = {x[r * S], x[r * S + 1], x[r * S + 2]};
-      const DwRows dr = dw_rows(rows);
-      for (int64_t j = j0; j < j1; ++j)
+  dw3_group_row<S, R>(
+      npix, x, iw, ix0,
+      [&](int r, const DwRows& dr, int64_t j) {
         dw3_fwd_pixel(dr, ix0 + j * S, iw, count, ld, w, bias, out[r] + std::size_t(j) * ld, relu);
-    }
-  };
-  pixels(0, d.lo);
-  auto run = [&](auto tw, int64_t j) {
-    constexpr int TW = decltype(tw)::value;
-    float* outs[R];
-    for (int r = 0; r < R; ++r) outs[r] = out[r] + std::size_t(j) * ld;
-    with_edges(d.first_l && j == d.s, d.last_r && j + TW == d.e, [&](auto l, auto rr) {
-      std::size_t c = 0;
-      for (; c + kLanes <= count; c += kLanes)
-        dw3_fwd_group_block<S, R, TW, kMaskAlways>(x, ix0 + j * S, ld, c, kLanes, w, bias, outs, relu, nt, l, rr);
-      if (c < count)
-        dw3_fwd_group_block<S, R, TW, true>(x, ix0 + j * S, ld, c, count - c, w, bias, outs, relu, nt, l, rr);
-    });
-  };
-  int64_t j = d.s;
-  for (; j + 7 <= d.e; j += 7) run(Int<7>{}, j);
-  if (j + 4 <= d.e) run(Int<4>{}, j), j += 4;
-  if (j + 2 <= d.e) run(Int<2>{}, j), j += 2;
-  if (j < d.e) run(Int<1>{}, j);
-  pixels(d.hi, static_cast<int64_t>(npix));
+      },
+      [&](auto tw, int64_t j, auto l, auto rr) {
+        constexpr int TW = decltype(tw)::value;
+        float* outs[R];
+        for (int r = 0; r < R; ++r) outs[r] = out[r] + std::size_t(j) * ld;
+        std::size_t c = 0;
+        for (; c + kLanes <= count; c += kLanes)
+          dw3_fwd_group_block<S, R, TW, kMaskAlways>(x, ix0 + j * S, ld, c, kLanes, w, bias, outs, relu, nt, l, rr);
+        if (c < count)
+          dw3_fwd_group_block<S, R, TW, true>(x, ix0 + j * S, ld, c, count - c, w, bias, outs, relu, nt, l, rr);
+      });
 }
 
 // nrows output rows from in_rows[0 .. (nrows - 1) * stride + 3) into out_rows[0 .. nrows): 2 or 3 at once at stride
@@ -725,14 +746,10 @@ inline void dwconv3x3_row_wgrad_any(std::size_t npix, std::size_t count, std::si
 // block's 9 tap sums stay in registers while each input column of the group's R + 2 rows is loaded once: R = 3,
 // TW = 7: 9 sums loaded and stored, 21 dz and 45 x loads for 189 FMAs, where a row at a time with tiles of 14 loads
 // 9 sums, 14 dz and 48 x for 126.
-#define CONVKIT_INLINE __attribute__((always_inline))
-
 template <int S, int R, int TW, bool M>
 CONVKIT_INLINE inline void dw3_wgrad_group_block(const float* const* x, int64_t xc, std::size_t ld, std::size_t c,
                                                  std::size_t n, const float* const* dz, float* dw, float* db, auto l,
                                                  auto rr) {
-  constexpr int NC = (TW - 1) * S + 3, NR = (R - 1) * S + 3;
-  const int64_t sld = static_cast<int64_t>(ld);
   V d[R][TW];
   static_for<0, R>([&](auto r) CONVKIT_INLINE {
     static_for<0, TW>([&](auto p) CONVKIT_INLINE {
@@ -748,62 +765,32 @@ CONVKIT_INLINE inline void dw3_wgrad_group_block(const float* const* x, int64_t 
   }
   V a[9];
   static_for<0, 9>([&](auto t) CONVKIT_INLINE { a[t.value] = load_m<M>(dw + std::size_t(t.value) * ld + c, n); });
-  static_for<0, NR>([&](auto k) CONVKIT_INLINE {
-    constexpr int K = decltype(k)::value;
-    if (!x[K]) return;
-    const float* xp = x[K] + xc * sld + c;
-    static_for<0, NC>([&](auto col) CONVKIT_INLINE {
-      constexpr int C = decltype(col)::value;
-      if (edge_skipped<NC>(C, l, rr)) return;
-      V xv = load_m<M>(xp + C * sld, n);
-      in_register(xv);
-      static_for<0, R>([&](auto r) CONVKIT_INLINE {
-        constexpr int ky = K - decltype(r)::value * S;
-        if constexpr (ky >= 0 && ky < 3)
-          static_for<0, TW>([&](auto p) CONVKIT_INLINE {
-            constexpr int kx = C - decltype(p)::value * S;
-            if constexpr (kx >= 0 && kx < 3) a[ky * 3 + kx] = Simd::fma(xv, d[r.value][p.value], a[ky * 3 + kx]);
-          });
-      });
-    });
+  dw3_group_taps<S, R, TW, M>(x, xc, ld, c, n, l, rr, [&](auto r, auto p, auto t, V xv) CONVKIT_INLINE {
+    a[t.value] = Simd::fma(xv, d[r.value][p.value], a[t.value]);
   });
   static_for<0, 9>([&](auto t) CONVKIT_INLINE { store_m<M>(dw + std::size_t(t.value) * ld + c, a[t.value], n); });
 }
 
-#undef CONVKIT_INLINE
-
 template <int S, int R>
 inline void dw3_wgrad_group(std::size_t npix, std::size_t count, std::size_t ld, const float* const* x, int64_t iw,
                             int64_t ix0, const float* const* dz, float* dw, float* db) {
-  const DwRowSplit d = dw3_split(static_cast<int64_t>(npix), S, iw, ix0);
-  // The cut pixels, one output row at a time.
-  auto pixels = [&](int64_t j0, int64_t j1) {
-    for (int r = 0; r < R; ++r) {
-      const float* const rows[3] = {x[r * S], x[r * S + 1], x[r * S + 2]};
-      const DwRows dr = dw_rows(rows);
-      for (int64_t j = j0; j < j1; ++j)
+  dw3_group_row<S, R>(
+      npix, x, iw, ix0,
+      [&](int r, const DwRows& dr, int64_t j) {
         dw3_wgrad_pixel(dr, ix0 + j * S, iw, count, ld, dz[r] + std::size_t(j) * ld, dw, db);
-    }
-  };
-  pixels(0, d.lo);
-  auto run = [&](auto tw, int64_t j) {
-    constexpr int TW = decltype(tw)::value;
-    const float* dzs[R];
-    for (int r = 0; r < R; ++r) dzs[r] = dz[r] + std::size_t(j) * ld;
-    with_edges(d.first_l && j == d.s, d.last_r && j + TW == d.e, [&](auto l, auto rr) {
-      std::size_t c = 0;
-      for (; c + kLanes <= count; c += kLanes)
-        dw3_wgrad_group_block<S, R, TW, kMaskAlways>(x, ix0 + j * S, ld, c, kLanes, dzs, dw, db, l, rr);
-      if (c < count) dw3_wgrad_group_block<S, R, TW, true>(x, ix0 + j * S, ld, c, count - c, dzs, dw, db, l, rr);
-    });
-  };
-  int64_t j = d.s;
-  for (; j + 7 <= d.e; j += 7) run(Int<7>{}, j);
-  if (j + 4 <= d.e) run(Int<4>{}, j), j += 4;
-  if (j + 2 <= d.e) run(Int<2>{}, j), j += 2;
-  if (j < d.e) run(Int<1>{}, j);
-  pixels(d.hi, static_cast<int64_t>(npix));
+      },
+      [&](auto tw, int64_t j, auto l, auto rr) {
+        constexpr int TW = decltype(tw)::value;
+        const float* dzs[R];
+        for (int r = 0; r < R; ++r) dzs[r] = dz[r] + std::size_t(j) * ld;
+        std::size_t c = 0;
+        for (; c + kLanes <= count; c += kLanes)
+          dw3_wgrad_group_block<S, R, TW, kMaskAlways>(x, ix0 + j * S, ld, c, kLanes, dzs, dw, db, l, rr);
+        if (c < count) dw3_wgrad_group_block<S, R, TW, true>(x, ix0 + j * S, ld, c, count - c, dzs, dw, db, l, rr);
+      });
 }
+
+#undef CONVKIT_INLINE
 
 // The weight gradient of nrows output rows of stride 1 or 2 (dz rows dz_rows[r], input rows in_rows[r * stride ..
 // r * stride + 2]), accumulated into dw and db as dwconv3x3_row_wgrad_any does row by row.
