@@ -20,8 +20,9 @@
 //                     each summing all pixels (or, with few channels, per-thread partial sums over pixel chunks).
 // Measured (AVX-512, 2 threads, mb 1, medians of 5 alternating runs): MobileNet v1's stride-1 depthwise layers with
 // the row groups at 1.3-1.5x oneDNN forward (one row at a time: 1.0-1.2x), 1.1-1.7x backward data and 1.1-1.3x
-// weight gradient (0.98-1.15x); the stride-2 ones and the 1024-channel 7x7 layer lowest in the weight gradient
-// (0.85-0.95x): there a pixel is 2-4 KiB, so a tile's columns, weights and sums fall in few L1 sets and come from L2.
+// weight gradient (one row at a time: 0.98-1.15x); lowest, the weight gradient of the stride-2 layers with 512
+// channels (0.8-0.9x): there a pixel is 2 KiB, so a tile's columns, weights and sums fall in few L1 sets and come
+// from L2.
 #include <algorithm>
 
 #include "ops/conv2d_algorithms.hpp"
@@ -179,7 +180,7 @@ class Depthwise final : public detail::Conv2dImpl {
       return;
     }
     if (group_rows_ > 1) {
-      // Stride 1: threads over (image, group of output rows, channel range).
+      // Zero padding, stride 1 or 2: threads over (image, group of output rows, channel range).
       rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.sh, g.pad_top, -g.pad_left, w, b, y, params,
                      post ? ctx_.activation : Activation::none);
       return;
@@ -367,6 +368,13 @@ class Depthwise final : public detail::Conv2dImpl {
                    Activation::none);
   }
 
+  // rows[k] = input row first + k of an image (in_n, row_floats apart) for k < count, null outside [0, in_h).
+  static void group_input_rows(const float* in_n, int64_t in_h, int64_t row_floats, int64_t first, int64_t count,
+                               const float** rows) {
+    for (int64_t k = 0; k < count; ++k)
+      rows[k] = first + k >= 0 && first + k < in_h ? in_n + (first + k) * row_floats : nullptr;
+  }
+
   // The row kernel over groups of group_rows_ output rows (forward: in = x, out = y; stride-1 backward data: in =
   // dz, out = dx, the kernel flipped): output row q of an image reads input rows q * stride - top + k, k < 3 (rows
   // outside [0, in_h) are padding), output column j input columns j * stride + ix0 + kx. Threads over (image, group,
@@ -380,13 +388,10 @@ class Depthwise final : public detail::Conv2dImpl {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t grp = it / cblocks, c0 = (it % cblocks) * group_cblock_, cb = std::min(group_cblock_, C - c0);
         const int64_t n = grp / groups, q0 = (grp % groups) * R, nr = std::min(R, out_h - q0);
-        const float* in_n = in + n * in_h * in_w * C + c0;
-        const float* rows[(kMaxGroupRows - 1) * 2 + 3];
+        const float* rows[kMaxGroupInputRows];
         float* outs[kMaxGroupRows];
-        for (int64_t k = 0; k < (nr - 1) * stride + 3; ++k) {
-          const int64_t r = q0 * stride - top + k;
-          rows[k] = r >= 0 && r < in_h ? in_n + r * in_w * C : nullptr;
-        }
+        group_input_rows(in + n * in_h * in_w * C + c0, in_h, in_w * C, q0 * stride - top, (nr - 1) * stride + 3,
+                         rows);
         for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
         ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
                                static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
@@ -456,12 +461,10 @@ class Depthwise final : public detail::Conv2dImpl {
         if (R > 1) {
           // Zero padding: output rows [q0, q0 + nr) at once, input rows q0 * stride - pad_top + k.
           const int64_t n = it / cblocks / groups, q0 = it / cblocks % groups * R, nr = std::min(R, g.oh - q0);
-          const float* rows[(kMaxGroupRows - 1) * 2 + 3];
+          const float* rows[kMaxGroupInputRows];
           const float* dzs[kMaxGroupRows];
-          for (int64_t k = 0; k < (nr - 1) * g.sh + 3; ++k) {
-            const int64_t iy = q0 * g.sh - g.pad_top + k;
-            rows[k] = iy >= 0 && iy < g.ih ? x + n * x_image + iy * g.iw * g.ic + c0 : nullptr;
-          }
+          group_input_rows(x + n * x_image + c0, g.ih, g.iw * g.ic, q0 * g.sh - g.pad_top, (nr - 1) * g.sh + 3,
+                           rows);
           for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
           ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(g.ow),
                                        static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc),
@@ -545,9 +548,9 @@ class Depthwise final : public detail::Conv2dImpl {
   bool bwd_row_ = false;              // backward data: stride 1, zero padding, through the row kernel
   bool bwd_row2_ = false;             // backward data: stride 2, zero padding, through its row kernel
   int64_t row_cblock_ = 0;            // the row kernels' channels per work item
-  int64_t group_rows_ = 1;            // stride 1, zero padding: output rows per call of dwconv3x3_rows
+  int64_t group_rows_ = 1;            // zero padding, stride 1 or 2: output rows per call of dwconv3x3_rows*
   int64_t group_cblock_ = 0;          // ... and channels per work item there
-  static constexpr int64_t kMaxGroupRows = 8;
+  static constexpr int64_t kMaxGroupRows = 8, kMaxGroupInputRows = (kMaxGroupRows - 1) * 2 + 3;  // stride <= 2
   bool wgrad_channel_split_ = false;  // backward weights: threads over channel ranges (else over pixels)
   int wgrad_threads_ = 1;             // threads of the pixel split (each with a partial dw)
   std::vector<int64_t> bwd_seg_offset_;
