@@ -179,13 +179,13 @@ class Depthwise final : public detail::Conv2dImpl {
       });
       return;
     }
-    if (group_rows_ > 1) {
-      // Zero padding, stride 1 or 2: threads over (image, group of output rows, channel range).
+    if (!fold_) {
+      // Zero padding: threads over (image, group of output rows, channel range).
       rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.sh, g.pad_top, -g.pad_left, w, b, y, params,
                      post ? ctx_.activation : Activation::none);
       return;
     }
-    // 3x3: threads over (image, output row, channel range).
+    // Another padding mode: threads over (image, output row, channel range).
     const int64_t cblocks = (g.oc + row_cblock_ - 1) / row_cblock_;
     parallel_for(ctx_.threads, g.n * g.oh * cblocks, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
@@ -193,19 +193,7 @@ class Depthwise final : public detail::Conv2dImpl {
         const int64_t n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top, p_row = oy * g.ow;
         const float* x_n = x + n * x_image + c0;
         float* out = y + n * y_image + p_row * g.oc + c0;
-        if (!fold_) {
-          // The whole row; the rows and columns in the padding are skipped.
-          const float* rows[3];
-          for (int64_t ky = 0; ky < 3; ++ky)
-            rows[ky] = iy + ky >= 0 && iy + ky < g.ih ? x_n + (iy + ky) * g.iw * g.ic : nullptr;
-          ctx_.k->dwconv3x3_row(static_cast<std::size_t>(g.ow), static_cast<std::size_t>(cb),
-                                static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows, g.iw,
-                                -g.pad_left, w + c0, b ? b + c0 : nullptr, out, &params);
-          if (post) activation_forward(ctx_.activation, out, g.ow * g.oc);
-          continue;
-        }
-        // Another padding mode (cblocks == 1 there is not guaranteed: the table runs all channels, so only the
-        // first channel range does it).
+        // The tables run all channels (cblocks == 1 is not guaranteed), so only the first channel range does them.
         if (iy < 0 || iy + 2 >= g.ih || col_hi_ < col_lo_) {
           if (c0 == 0) indirect(n, p_row, g.ow);
           continue;
@@ -458,7 +446,7 @@ class Depthwise final : public detail::Conv2dImpl {
       };
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t c0 = (it % cblocks) * cbw, cb = std::min(cbw, g.oc - c0);
-        if (R > 1) {
+        if (!fold_) {
           // Zero padding: output rows [q0, q0 + nr) at once, input rows q0 * stride - pad_top + k.
           const int64_t n = it / cblocks / groups, q0 = it / cblocks % groups * R, nr = std::min(R, g.oh - q0);
           const float* rows[kMaxGroupInputRows];
@@ -476,15 +464,6 @@ class Depthwise final : public detail::Conv2dImpl {
         const int64_t p_row = oy * g.ow;
         const float* x_n = x + n * x_image;
         const float* dz_row = dz + n * dz_image + p_row * g.oc;
-        if (!fold_) {
-          const float* rows[3];
-          for (int64_t ky = 0; ky < 3; ++ky)
-            rows[ky] = iy + ky >= 0 && iy + ky < g.ih ? x_n + (iy + ky) * g.iw * g.ic + c0 : nullptr;
-          ctx_.k->dwconv3x3_row_wgrad(static_cast<std::size_t>(g.ow), static_cast<std::size_t>(cb),
-                                      static_cast<std::size_t>(g.oc), static_cast<std::size_t>(g.sw), rows, g.iw,
-                                      -g.pad_left, dz_row + c0, pdw + c0, pdb ? pdb + c0 : nullptr);
-          continue;
-        }
         if (iy < 0 || iy + 2 >= g.ih || col_hi_ < col_lo_) {
           indirect(n, p_row, g.ow);
           continue;
@@ -548,9 +527,10 @@ class Depthwise final : public detail::Conv2dImpl {
   bool bwd_row_ = false;              // backward data: stride 1, zero padding, through the row kernel
   bool bwd_row2_ = false;             // backward data: stride 2, zero padding, through its row kernel
   int64_t row_cblock_ = 0;            // the row kernels' channels per work item
-  int64_t group_rows_ = 1;            // zero padding, stride 1 or 2: output rows per call of dwconv3x3_rows*
+  int64_t group_rows_ = 1;            // zero padding: output rows per call of dwconv3x3_rows* (1 past stride 2)
   int64_t group_cblock_ = 0;          // ... and channels per work item there
-  static constexpr int64_t kMaxGroupRows = 8, kMaxGroupInputRows = (kMaxGroupRows - 1) * 2 + 3;  // stride <= 2
+  // Groups of more than one row have stride <= 2; one row reads 3 input rows at any stride.
+  static constexpr int64_t kMaxGroupRows = 8, kMaxGroupInputRows = (kMaxGroupRows - 1) * 2 + 3;
   bool wgrad_channel_split_ = false;  // backward weights: threads over channel ranges (else over pixels)
   int wgrad_threads_ = 1;             // threads of the pixel split (each with a partial dw)
   std::vector<int64_t> bwd_seg_offset_;
