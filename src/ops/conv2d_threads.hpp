@@ -1,14 +1,19 @@
 // src/ops/conv2d_threads.hpp — how many threads a Conv2D plan uses: on a tiny problem an OpenMP parallel region
 // costs more than it saves (and, with other processes on the cores, a worker may wait for a time slice), so a plan
-// uses one thread per kMinNsPerThread of estimated single-thread work, up to the thread count in force.
+// uses one thread per g_min_ns_per_thread (kDefaultMinNsPerThread) of estimated single-thread work, up to the thread count in force.
 //
-// Measured (2-core machine, AVX-512, other builds running; median of 200 x 10 calls, 1 vs 2 threads): entering and
-// leaving a 2-thread region costs about 2-3 us. A 3x3 conv 1x8x8x16 -> 16 (0.3 MFLOP) takes 3.6 us on one thread,
-// 3.9 on two; 1x16x16x16 -> 16 (1.2 MFLOP) 11 us / 7.5 us. Depthwise 3x3 1x8x8x32 (37 kFLOP) 1.0 / 1.3 us,
-// 1x16x16x32 (147 kFLOP) 5.1 / 3.5 us. 1x1 1x8x8x16 -> 16 0.4 / 0.7 us, 1x16x16x32 -> 32 2.6 / 2.2 us. The input
-// 1x4x4x3 -> 2 filters 3x3: 0.26 / 2.0 us forward, 0.25 / 3.6 us backward weights.
-// So the estimate below is the work at the single-thread rates measured on those shapes (about 150 GFLOP/s for the
-// GEMM-based algorithms, 30 GFLOP/s for depthwise, which is memory bound), and a thread must get 3 us of it.
+// Measured first (2-core machine, AVX-512, other builds running; median of 200 x 10 calls, 1 vs 2 threads): entering
+// and leaving a 2-thread region cost about 2-3 us, and the estimate below took 150 GFLOP/s (GEMM-based) and 30
+// GFLOP/s (depthwise) a thread with 3 us of work each. Measured again on a 2-vCPU AMD Zen 5 guest (2026-12): an empty
+// 2-thread region costs 3 us, and a split convolution pays about 5-6 us over its half of the work (the second core
+// pulls its share of the data too), while the kernels have become faster on small problems: one thread runs a 3x3
+// 1x16x16x16 -> 16 in 4.4 us (Winograd; 7.0 us on two), 1x1 1x16x16x64 -> 64 in 10.2 us (11.7), depthwise 3x3
+// 1x32x32x64 in 6.8 us (8.7), Fashion-MNIST's 5x5 1x28x28x1 -> 32 forward in 6.7 us (9.6) and weight gradient in 9.5
+// us (13.4); 3x3 1x16x16x32 -> 32 ties (8.9 / 8.8 us), and from there on two threads win.
+// So the estimate is the work at about 300 GFLOP/s for the GEMM-based algorithms and 150 GFLOP/s for depthwise (both
+// what those small, cache-resident problems reach on one thread), and a thread must get 6 us of it: the problems
+// above then run on one thread, 1x16x16x32 -> 32 and everything larger on both. (One direction may still lose: the
+// 5x5 stem's backward data takes 22.7 us on one thread, 19.6 on two; the plan decides for all three.)
 #pragma once
 
 #include <algorithm>
@@ -20,12 +25,13 @@
 namespace convkit::ops {
 
 // Estimated single-thread work each thread must get; tests set 0 to run tiny problems on every thread.
-inline std::atomic<double> g_min_ns_per_thread{3000.0};
+inline constexpr double kDefaultMinNsPerThread = 6000.0;
+inline std::atomic<double> g_min_ns_per_thread{kDefaultMinNsPerThread};
 
 // Estimated single-thread nanoseconds of one pass of the convolution.
 inline double conv2d_estimated_ns(const Conv2dGeometry& g) {
   const bool depthwise = g.groups > 1 && g.groups == g.ic;
-  return g.flops() / (depthwise ? 30.0 : 150.0);
+  return g.flops() / (depthwise ? 150.0 : 300.0);
 }
 
 // The threads a plan for g uses when `threads` are available.

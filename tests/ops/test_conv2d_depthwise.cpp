@@ -20,7 +20,7 @@ struct Restore {
   ~Restore() {
     reset_isa();
     set_num_threads(0);
-    ops::g_min_ns_per_thread = 3000.0;
+    ops::g_min_ns_per_thread = ops::kDefaultMinNsPerThread;
   }
 };
 

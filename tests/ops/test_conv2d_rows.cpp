@@ -39,7 +39,7 @@ struct Settings {
   ~Settings() {
     reset_isa();
     set_num_threads(0);
-    ops::g_min_ns_per_thread = 3000.0;
+    ops::g_min_ns_per_thread = ops::kDefaultMinNsPerThread;
     ops::g_kernel_rows_band_floats = 32 * 1024;
     ops::g_kernel_rows_wgrad_pixels = 512;
     ops::g_kernel_rows_forward_in_place = -1;

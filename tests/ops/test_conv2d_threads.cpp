@@ -40,7 +40,7 @@ TEST(Conv2dThreads, TinyProblemsRunOnOneThread) {
   // Threshold 0: every thread, however small the problem.
   ops::g_min_ns_per_thread = 0.0;
   EXPECT_EQ(ops::conv2d_threads(tiny, 3), 3);
-  ops::g_min_ns_per_thread = 3000.0;
+  ops::g_min_ns_per_thread = ops::kDefaultMinNsPerThread;
   set_num_threads(0);
 }
 
