@@ -10,10 +10,12 @@
 // 1x16x16x16 -> 16 in 4.4 us (Winograd; 7.0 us on two), 1x1 1x16x16x64 -> 64 in 10.2 us (11.7), depthwise 3x3
 // 1x32x32x64 in 6.8 us (8.7), Fashion-MNIST's 5x5 1x28x28x1 -> 32 forward in 6.7 us (9.6) and weight gradient in 9.5
 // us (13.4); 3x3 1x16x16x32 -> 32 ties (8.9 / 8.8 us), and from there on two threads win.
-// So the estimate is the work at about 300 GFLOP/s for the GEMM-based algorithms and 150 GFLOP/s for depthwise (both
-// what those small, cache-resident problems reach on one thread), and a thread must get 6 us of it: the problems
-// above then run on one thread, 1x16x16x32 -> 32 and everything larger on both. (One direction may still lose: the
-// 5x5 stem's backward data takes 22.7 us on one thread, 19.6 on two; the plan decides for all three.)
+// So the estimate is the work at about 300 GFLOP/s for the GEMM-based algorithms (what those small, cache-resident
+// problems reach on one thread), and a thread must get 6 us of it: the GEMM-based problems above then run on one
+// thread, 1x16x16x32 -> 32 and everything larger on both. (One direction may still lose: the 5x5 stem's backward data
+// takes 22.7 us on one thread, 19.6 on two; the plan decides for all three.) Depthwise keeps 30 GFLOP/s: its split
+// pays far lower, on MobileNet's stride-2 conv4_2/dw (0.9 MFLOP) 10.7 us on two threads against 15.3 on one, and
+// 150 GFLOP/s (the rate of the 1x32x32x64 case) moved that layer to one thread.
 #pragma once
 
 #include <algorithm>
@@ -31,7 +33,7 @@ inline std::atomic<double> g_min_ns_per_thread{kDefaultMinNsPerThread};
 // Estimated single-thread nanoseconds of one pass of the convolution.
 inline double conv2d_estimated_ns(const Conv2dGeometry& g) {
   const bool depthwise = g.groups > 1 && g.groups == g.ic;
-  return g.flops() / (depthwise ? 150.0 : 300.0);
+  return g.flops() / (depthwise ? 30.0 : 300.0);
 }
 
 // The threads a plan for g uses when `threads` are available.
