@@ -136,12 +136,13 @@ class Depthwise final : public detail::Conv2dImpl {
 
   std::string kernels() const override {
     const std::string isa = to_string(ctx_.k->isa), table = ctx_.k->dwconv_name;
+    const Conv2dGeometry& g = ctx_.g;
     if (row_kernel_)
       return "f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "__" + isa +
              (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
              ", f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
-             (!fold_ && ctx_.g.sh == ctx_.g.sw && stream_segment(ctx_.g.sh, ctx_.g.n * ctx_.g.ih * ctx_.g.iw * ctx_.g.ic)
+             (!fold_ && g.sh == g.sw && stream_segment(g.sh, g.n * g.ih * g.iw * g.ic)
                   ? " in segments of " + std::to_string(kStreamSegment) + " pixels, the next one prefetched"
                   : "") +
              (bwd_row_    ? ""
@@ -389,18 +390,20 @@ class Depthwise final : public detail::Conv2dImpl {
   }
 
   // Runs call(j0, np) over output pixels [0, out_w) in segments of seg (one call where seg is 0), before each call
-  // prefetching the next segment's input columns ix0 + j .. ix0 + j + 2 of the nin rows (stride 1; null rows are
-  // padding) and its pixels of the nread rows `read` (one pixel per output pixel): cb channels of pixels C apart.
+  // prefetching the next segment's input columns (output pixel j reads j * stride + ix0 .. + 2) of the nin rows (null
+  // rows are padding) and its pixels of the nread rows `read` (one pixel per output pixel): cb channels of pixels C
+  // apart.
   template <typename Call>
-  static void in_segments(int64_t out_w, int64_t seg, int64_t ix0, int64_t in_w, int64_t C, int64_t cb,
+  static void in_segments(int64_t out_w, int64_t seg, int64_t stride, int64_t ix0, int64_t in_w, int64_t C, int64_t cb,
                           const float* const* rows, int64_t nin, const float* const* read, int64_t nread,
                           Call&& call) {
     if (seg <= 0 || seg >= out_w) return call(int64_t{0}, out_w);
     for (int64_t j0 = 0; j0 < out_w; j0 += seg) {
       const int64_t a = j0 + seg, e = std::min(out_w, a + seg);
       if (a < out_w) {
-        // This segment reads input columns up to a + ix0 + 1; the next one's new columns follow.
-        const int64_t xa = std::clamp<int64_t>(a + ix0 + 2, 0, in_w), xe = std::clamp<int64_t>(e + ix0 + 2, 0, in_w);
+        // This segment reads input columns up to (a - 1) * stride + ix0 + 2; the next one's new columns follow.
+        const int64_t xa = std::clamp<int64_t>((a - 1) * stride + ix0 + 3, 0, in_w);
+        const int64_t xe = std::clamp<int64_t>((e - 1) * stride + ix0 + 3, 0, in_w);
         for (int64_t k = 0; k < nin; ++k)
           if (rows[k])
             for (int64_t x = xa; x < xe; ++x) prefetch_floats(rows[k] + x * C, cb);
@@ -430,7 +433,8 @@ class Depthwise final : public detail::Conv2dImpl {
         group_input_rows(in + n * in_h * in_w * C + c0, in_h, in_w * C, q0 * stride - top, (nr - 1) * stride + 3,
                          rows);
         for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
-        in_segments(out_w, seg, ix0, in_w, C, cb, rows, (nr - 1) * stride + 3, nullptr, 0, [&](int64_t j0, int64_t np) {
+        const int64_t nin = (nr - 1) * stride + 3;
+        in_segments(out_w, seg, stride, ix0, in_w, C, cb, rows, nin, nullptr, 0, [&](int64_t j0, int64_t np) {
           float* o[kMaxGroupRows];
           for (int64_t r = 0; r < nr; ++r) o[r] = outs[r] + j0 * C;
           ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(np),
@@ -508,14 +512,14 @@ class Depthwise final : public detail::Conv2dImpl {
           group_input_rows(x + n * x_image + c0, g.ih, g.iw * g.ic, q0 * g.sh - g.pad_top, (nr - 1) * g.sh + 3,
                            rows);
           for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
-          in_segments(g.ow, seg, -g.pad_left, g.iw, g.ic, cb, rows, (nr - 1) * g.sh + 3, dzs, nr,
+          in_segments(g.ow, seg, g.sw, -g.pad_left, g.iw, g.ic, cb, rows, (nr - 1) * g.sh + 3, dzs, nr,
                       [&](int64_t j0, int64_t np) {
                         const float* d[kMaxGroupRows];
                         for (int64_t r = 0; r < nr; ++r) d[r] = dzs[r] + j0 * g.oc;
                         ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(np),
                                                      static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc),
-                                                     static_cast<std::size_t>(g.sh), rows, g.iw, j0 * g.sw - g.pad_left, d,
-                                                     pdw + c0, pdb ? pdb + c0 : nullptr);
+                                                     static_cast<std::size_t>(g.sh), rows, g.iw,
+                                                     j0 * g.sw - g.pad_left, d, pdw + c0, pdb ? pdb + c0 : nullptr);
                       });
           continue;
         }

@@ -1,6 +1,7 @@
 // src/ops/conv2d_threads.hpp — how many threads a Conv2D plan uses: on a tiny problem an OpenMP parallel region
 // costs more than it saves (and, with other processes on the cores, a worker may wait for a time slice), so a plan
-// uses one thread per g_min_ns_per_thread (kDefaultMinNsPerThread) of estimated single-thread work, up to the thread count in force.
+// uses one thread per g_min_ns_per_thread (kDefaultMinNsPerThread) of estimated single-thread work, up to the
+// thread count in force.
 //
 // Measured first (2-core machine, AVX-512, other builds running; median of 200 x 10 calls, 1 vs 2 threads): entering
 // and leaving a 2-thread region cost about 2-3 us, and the estimate below took 150 GFLOP/s (GEMM-based) and 30
