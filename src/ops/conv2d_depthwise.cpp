@@ -136,13 +136,12 @@ class Depthwise final : public detail::Conv2dImpl {
 
   std::string kernels() const override {
     const std::string isa = to_string(ctx_.k->isa), table = ctx_.k->dwconv_name;
-    const Conv2dGeometry& g = ctx_.g;
     if (row_kernel_)
       return "f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "__" + isa +
              (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
              ", f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
-             (!fold_ && g.sh == g.sw && stream_segment(g.sh, g.n * g.ih * g.iw * g.ic)
+             (!fold_ && x_segment()
                   ? " in segments of " + std::to_string(kStreamSegment) + " pixels, the next one prefetched"
                   : "") +
              (bwd_row_    ? ""
@@ -389,6 +388,12 @@ class Depthwise final : public detail::Conv2dImpl {
     return force == 1 || in_floats * int64_t{sizeof(float)} > kStreamBytes ? kStreamSegment : 0;
   }
 
+  // The segments of the group kernels over x (forward, weight gradient).
+  int64_t x_segment() const {
+    const Conv2dGeometry& g = ctx_.g;
+    return g.sh == g.sw ? stream_segment(g.sh, g.n * g.ih * g.iw * g.ic) : 0;
+  }
+
   // Runs call(j0, np) over output pixels [0, out_w) in segments of seg (one call where seg is 0), before each call
   // prefetching the next segment's input columns (output pixel j reads j * stride + ix0 .. + 2) of the nin rows (null
   // rows are padding) and its pixels of the nread rows `read` (one pixel per output pixel): cb channels of pixels C
@@ -484,7 +489,7 @@ class Depthwise final : public detail::Conv2dImpl {
     // items to balance the threads); another padding mode runs whole rows (its tables cover every channel).
     const int64_t R = group_rows_, groups = (g.oh + R - 1) / R;
     const int64_t cblocks = fold_ ? 1 : (g.oc + group_cblock_ - 1) / group_cblock_, cbw = fold_ ? g.oc : group_cblock_;
-    const int64_t seg = g.sh == g.sw ? stream_segment(g.sh, g.n * g.ih * g.iw * g.ic) : 0;
+    const int64_t seg = x_segment();
     const int used = parallel_for(wgrad_threads_, g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int t) {
       float* pdw = t == 0 ? dw : buf.partials + (t - 1) * part_size;
       float* pdb = db ? (t == 0 ? db : buf.partials + (t - 1) * part_size + dw_size) : nullptr;

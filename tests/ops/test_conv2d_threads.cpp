@@ -37,6 +37,10 @@ TEST(Conv2dThreads, TinyProblemsRunOnOneThread) {
   EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(64, 3, 64), {1, 56, 56, 64}), 2), 2);
   // ...where a GEMM-based convolution of the same FLOP count would not be worth 40 threads.
   EXPECT_LT(ops::conv2d_threads(conv2d_geometry(conv(64, 3, 64), {1, 56, 56, 64}), 64), 64);
+  // Measured on a 2-vCPU Zen 5 guest (src/ops/conv2d_threads.hpp): Fashion-MNIST's 5x5 1x28x28x1 -> 32 (1.25 MFLOP)
+  // runs faster on one thread than on two, 3x3 1x16x16x32 -> 32 (4.7 MFLOP) ties and larger ones split.
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(32, 5, 1), {1, 28, 28, 1}), 2), 1);
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(32, 3, 1), {1, 16, 16, 32}), 2), 2);
   // Threshold 0: every thread, however small the problem.
   ops::g_min_ns_per_thread = 0.0;
   EXPECT_EQ(ops::conv2d_threads(tiny, 3), 3);
