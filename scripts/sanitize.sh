@@ -2,10 +2,10 @@
 # The sanitizer suites (docs/errors.md, "Sanitizers"), called by scripts/test.sh after the release suite:
 #   asan  clang-14, AddressSanitizer + UndefinedBehaviorSanitizer (every finding fatal), OpenMP on libomp: the whole
 #         CTest suite, plus a replay of every fuzz seed and regression input (the fuzz targets are built here too).
-#   tsan  clang-14, ThreadSanitizer, threads on std::thread (CONVKIT_OPENMP=OFF; libgomp is not instrumented, so
-#         TSan cannot see its barriers and reports false races): the tests of the threaded code, i.e. the
-#         Conv2D engine (GEMM, implicit GEMM, depthwise, Winograd), pooling, training and resume/determinism
-#         executables, each run whole in one process.
+#   tsan  clang-14, ThreadSanitizer, CONVKIT_OPENMP=OFF (libgomp is not instrumented, so TSan could not see its
+#         synchronisation): the tests of the threaded code, i.e. the thread pool, the Conv2D engine (GEMM, implicit
+#         GEMM, depthwise, Winograd), pooling, training and resume/determinism executables, each run whole in one
+#         process.
 # Usage: scripts/sanitize.sh [asan] [tsan]   (both by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,8 @@ for preset in "${which[@]}"; do
       ctest --preset asan -j "$jobs"
       ;;
     tsan)
-      tsan_tests=(tests/ops/test_ops_conv2d tests/ops/test_ops_engine tests/ops/test_ops_winograd tests/pool/test_pool2d
+      tsan_tests=(tests/ops/test_ops_thread_pool tests/ops/test_ops_conv2d tests/ops/test_ops_engine
+                  tests/ops/test_ops_winograd tests/pool/test_pool2d
                   tests/pool/test_pool2d_fast tests/nn/test_nn_training tests/errors/test_errors_fit_resume)
       cmake --preset tsan
       cmake --build --preset tsan --target $(for t in "${tsan_tests[@]}"; do basename "$t"; done)

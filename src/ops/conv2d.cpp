@@ -14,6 +14,7 @@
 #include "core/strings.hpp"
 #include "ops/conv2d_algorithms.hpp"
 #include "ops/conv2d_threads.hpp"
+#include "ops/thread_pool.hpp"
 
 namespace convkit {
 
@@ -100,6 +101,7 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
   const Isa isa = active_isa();
   const int available = num_threads();
   ops::Conv2dContext ctx{g, p.activation, &config::kernels(isa), ops::conv2d_threads(g, available)};
+  ops::pool_reserve(ctx.threads);  // the calls then start no threads: they allocate nothing
   ctx.weights = weights;
   plan.weights_ = weights;
 

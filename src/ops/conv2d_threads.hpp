@@ -1,5 +1,5 @@
-// src/ops/conv2d_threads.hpp — how many threads a Conv2D plan uses: on a tiny problem an OpenMP parallel region
-// costs more than it saves (and, with other processes on the cores, a worker may wait for a time slice), so a plan
+// src/ops/conv2d_threads.hpp — how many threads a Conv2D plan uses: on a tiny problem a parallel job costs more
+// than it saves (and, with other processes on the cores, a worker may wait for a time slice), so a plan
 // uses one thread per g_min_ns_per_thread (kDefaultMinNsPerThread) of estimated single-thread work, up to the
 // thread count in force.
 //
@@ -12,11 +12,15 @@
 // 1x32x32x64 in 6.8 us (8.7), Fashion-MNIST's 5x5 1x28x28x1 -> 32 forward in 6.7 us (9.6) and weight gradient in 9.5
 // us (13.4); 3x3 1x16x16x32 -> 32 ties (8.9 / 8.8 us), and from there on two threads win.
 // So the estimate is the work at about 300 GFLOP/s for the GEMM-based algorithms (what those small, cache-resident
-// problems reach on one thread), and a thread must get 6 us of it: the GEMM-based problems above then run on one
-// thread, 1x16x16x32 -> 32 and everything larger on both. (One direction may still lose: the 5x5 stem's backward data
-// takes 22.7 us on one thread, 19.6 on two; the plan decides for all three.) Depthwise keeps 30 GFLOP/s: its split
-// pays far lower, on MobileNet's stride-2 conv4_2/dw (0.9 MFLOP) 10.7 us on two threads against 15.3 on one, and
-// 150 GFLOP/s (the rate of the 1x32x32x64 case) moved that layer to one thread.
+// problems reach on one thread), and a thread had to get 6 us of it.
+// Then the threads moved from OpenMP's teams to the library's pool (thread_pool.hpp: 0.6 us to hand out and join a
+// job where libgomp took 3 us), and the split became worth it on far smaller problems (same guest, medians of 3000
+// calls, 1 / 2 threads, forward): Fashion-MNIST's 5x5 stem 7.0 / 4.4 us (weight gradient 9.9 / 6.3), 3x3
+// 1x16x16x16 -> 16 11.3 / 6.1, 1x12x12x16 -> 16 6.3 / 3.6, 1x8x8x16 -> 16 3.3 / 1.9, 1x8x8x8 -> 8 2.1 / 1.8, 1x1
+// 1x12x12x64 -> 64 5.7 / 3.3, 1x8x8x64 -> 64 2.7 / 4.4 (backward 3.1 / 2.2); depthwise 3x3 1x16x16x128 4.2 / 2.5,
+// 1x12x12x256 5.2 / 3.1, 1x8x8x256 2.2 / 1.7, 1x16x16x64 1.8 / 1.3, 1x8x8x64 0.52 / 0.55. Now a thread must get
+// 1.5 us of estimated work, at 300 GFLOP/s (GEMM-based) or 60 GFLOP/s (depthwise, whose kernels ran 80-160 GFLOP/s
+// on these): two threads from about 0.9 MFLOP (GEMM-based) and 0.18 MFLOP (depthwise) on.
 #pragma once
 
 #include <algorithm>
@@ -28,13 +32,13 @@
 namespace convkit::ops {
 
 // Estimated single-thread work each thread must get; tests set 0 to run tiny problems on every thread.
-inline constexpr double kDefaultMinNsPerThread = 6000.0;
+inline constexpr double kDefaultMinNsPerThread = 1500.0;
 inline std::atomic<double> g_min_ns_per_thread{kDefaultMinNsPerThread};
 
 // Estimated single-thread nanoseconds of one pass of the convolution.
 inline double conv2d_estimated_ns(const Conv2dGeometry& g) {
   const bool depthwise = g.groups > 1 && g.groups == g.ic;
-  return g.flops() / (depthwise ? 30.0 : 300.0);
+  return g.flops() / (depthwise ? 60.0 : 300.0);
 }
 
 // The threads a plan for g uses when `threads` are available.

@@ -37,10 +37,14 @@ TEST(Conv2dThreads, TinyProblemsRunOnOneThread) {
   EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(64, 3, 64), {1, 56, 56, 64}), 2), 2);
   // ...where a GEMM-based convolution of the same FLOP count would not be worth 40 threads.
   EXPECT_LT(ops::conv2d_threads(conv2d_geometry(conv(64, 3, 64), {1, 56, 56, 64}), 64), 64);
-  // Measured on a 2-vCPU Zen 5 guest (src/ops/conv2d_threads.hpp): Fashion-MNIST's 5x5 1x28x28x1 -> 32 (1.25 MFLOP)
-  // runs faster on one thread than on two, 3x3 1x16x16x32 -> 32 (4.7 MFLOP) ties and larger ones split.
-  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(32, 5, 1), {1, 28, 28, 1}), 2), 1);
-  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(32, 3, 1), {1, 16, 16, 32}), 2), 2);
+  // Measured on a 2-vCPU Zen 5 guest with the library's thread pool (src/ops/conv2d_threads.hpp): Fashion-MNIST's 5x5
+  // 1x28x28x1 -> 32 (1.25 MFLOP) runs faster on two threads (7.0 / 4.4 us), 3x3 1x8x8x8 -> 8 (0.15 MFLOP) and 1x1
+  // 1x8x8x64 -> 64 (0.5 MFLOP) do not; depthwise 1x8x8x64 (74 kFLOP) stays on one, 1x12x12x256 (0.66 MFLOP) splits.
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(32, 5, 1), {1, 28, 28, 1}), 2), 2);
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(8, 3, 1), {1, 8, 8, 8}), 2), 1);
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(64, 1, 1), {1, 8, 8, 64}), 2), 1);
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(64, 3, 64), {1, 8, 8, 64}), 2), 1);
+  EXPECT_EQ(ops::conv2d_threads(conv2d_geometry(conv(256, 3, 256), {1, 12, 12, 256}), 2), 2);
   // Threshold 0: every thread, however small the problem.
   ops::g_min_ns_per_thread = 0.0;
   EXPECT_EQ(ops::conv2d_threads(tiny, 3), 3);

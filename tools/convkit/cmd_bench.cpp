@@ -4,8 +4,8 @@
 //                 [--vs onednn] [--csv] [--reps N] [--explain] [--weights packed|per_call]
 //
 // For every problem of the shapes file (benchdnn descriptors, convkit/bench.hpp) and every direction asked: the
-// algorithm Conv2dPlan picks, the median time of --reps runs after a warm-up run, GFLOP/s, and the percentage of
-// the roofline bound min(peak, intensity x bandwidth), both measured at start-up (FMA loop and streaming triad).
+// algorithm Conv2dPlan picks, the median time of --reps runs after 30 ms of warm-up runs, GFLOP/s, and the percentage
+// of the roofline bound min(peak, intensity x bandwidth), both measured at start-up (FMA loop and streaming triad).
 // With --vs onednn the same problem also runs through oneDNN (NHWC activations, weights in oneDNN's preferred
 // layout, reordered once outside the timed loop, same thread count), the two results are compared (a disagreement
 // is an error), and ratio = onednn_ms / convkit_ms (> 1: convkit is faster). The two libraries are timed in
@@ -162,10 +162,16 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Median milliseconds of `reps` runs after one warm-up run.
-// `count` timed runs of `run` appended to ms, after one untimed warm-up run.
+// `count` timed runs of `run` appended to ms, after untimed warm-up runs for at least kWarmup. The warm-up is that
+// long because of the other library's threads: after a parallel region GCC's OpenMP (oneDNN's threads) keeps its
+// workers spinning on the cores for 12-16 ms (measured: the CPU time of one empty region followed by a sleep), and
+// convkit's pool keeps its own for 0.5 ms; a block timed while the other's workers still spin would find its own
+// worker without a core.
+constexpr auto kWarmup = std::chrono::milliseconds(30);
 void time_block(const std::function<void()>& run, int count, std::vector<double>& ms) {
-  run();
+  const Clock::time_point start = Clock::now();
+  do run();
+  while (Clock::now() - start < kWarmup);
   for (int r = 0; r < count; ++r) {
     const Clock::time_point t0 = Clock::now();
     run();
