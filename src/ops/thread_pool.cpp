@@ -34,9 +34,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How long an idle worker spins for the next job before it sleeps: longer than the gaps between the convolutions
-// of a network's pass, short enough not to hold a core from other work for long.
-constexpr auto kSpin = std::chrono::microseconds(500);
+// How long an idle worker spins for the next job before it sleeps: longer than the gaps between the parallel jobs
+// of a training step, short enough not to hold a core from other work for long (GCC's OpenMP spins 12-16 ms here).
+// Measured on 150 steps of the Fashion-MNIST CNN at batch 64 (4182 jobs): with 0.5 ms the workers went to sleep 350
+// times and the caller ran 240-300 parts itself (the worker not awake yet), with 2 ms 15 times and 4-31 parts.
+constexpr auto kSpin = std::chrono::microseconds(2000);
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)

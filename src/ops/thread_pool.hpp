@@ -4,11 +4,12 @@
 // calls come back to back.
 //
 // Why not OpenMP's own teams: measured on a 2-vCPU Zen 5 guest (Meltdown's page-table isolation on, no PCID), an
-// empty 2-thread `omp parallel` region of GCC's libgomp costs 3.0 us (two futex system calls a region, made whether a
-// thread sleeps or not; each one also empties the TLB here), LLVM's libomp 1.5 us, XNNPACK's pthreadpool (Debian's
-// libpthreadpool-dev) 1.6 us (two futex calls a job too), this pool 0.6 us: the one cache-line round trip between
-// the cores (0.55 us measured). On MobileNet v1's depthwise layers at batch 1 (10-40 us each) that and the TLB refills
-// after the system calls were a fifth of the time.
+// empty 2-thread `omp parallel` region of GCC's libgomp costs 2.6-3.0 us (two futex system calls a region, made
+// whether a thread sleeps or not; each one also empties the TLB here), LLVM's libomp 1.5 us and XNNPACK's
+// pthreadpool (Debian's libpthreadpool-dev) 1.2-1.6 us (two futex calls a job too). A job of two parts that each
+// spin 2 us (5 us) takes 2.23 us (5.24) through this pool and 4.5 us (7.6) through libgomp (medians of 20000 jobs;
+// a cache-line round trip between the two cores is 0.55 us). On MobileNet v1's depthwise layers at batch 1 (7-40 us
+// each on two threads) that and the TLB refills after the system calls were a fifth to a third of the time.
 #pragma once
 
 #include <cstdint>

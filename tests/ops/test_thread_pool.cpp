@@ -136,14 +136,34 @@ TEST(ThreadPool, ConcurrentCallersEachGetEveryPart) {
 }
 
 TEST(ThreadPool, SleepingWorkersWake) {
-  // Past the workers' spin (0.5 ms) they sleep on the bell; jobs must still complete, every part once.
-  for (int rep = 0; rep < 5; ++rep) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    Parts parts(3);
-    parts.expected_T = 3;
-    ASSERT_EQ(pool_run(3, count_part, &parts), 3);
-    for (int t = 0; t < 3; ++t) ASSERT_EQ(parts.runs[t].load(), 1);
+  // Past the workers' spin (2 ms) they sleep on the bell: a job must wake them. Part 0 waits (up to 2 s) for part 1
+  // to start, which only a woken worker can do; had the worker slept through, the caller would run part 1 itself
+  // after the wait.
+  struct Ctx {
+    std::thread::id caller;
+    std::atomic<bool> started{false};
+    std::atomic<int> on_worker{0};
+  } ctx;
+  ctx.caller = std::this_thread::get_id();
+  for (int rep = 0; rep < 3; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ctx.started = false;
+    ASSERT_EQ(pool_run(
+                  2,
+                  [](void* p, int t, int) {
+                    Ctx& c = *static_cast<Ctx*>(p);
+                    if (t == 1) {
+                      if (std::this_thread::get_id() != c.caller) c.on_worker.fetch_add(1);
+                      c.started = true;
+                      return;
+                    }
+                    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+                    while (!c.started.load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+                  },
+                  &ctx),
+              2);
   }
+  EXPECT_EQ(ctx.on_worker.load(), 3);
 }
 
 TEST(ThreadPool, ParallelForSlices) {

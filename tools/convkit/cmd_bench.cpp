@@ -165,7 +165,7 @@ double median(std::vector<double> v) {
 // `count` timed runs of `run` appended to ms, after untimed warm-up runs for at least kWarmup. The warm-up is that
 // long because of the other library's threads: after a parallel region GCC's OpenMP (oneDNN's threads) keeps its
 // workers spinning on the cores for 12-16 ms (measured: the CPU time of one empty region followed by a sleep), and
-// convkit's pool keeps its own for 0.5 ms; a block timed while the other's workers still spin would find its own
+// convkit's pool keeps its own for 2 ms; a block timed while the other's workers still spin would find its own
 // worker without a core.
 constexpr auto kWarmup = std::chrono::milliseconds(30);
 void time_block(const std::function<void()>& run, int count, std::vector<double>& ms) {
