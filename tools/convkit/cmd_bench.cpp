@@ -285,7 +285,7 @@ class Printer {
               << " threads, ISA " << to_string(m.isa) << ", median of " << s.reps << " runs"
               << (s.onednn ? cat(" in ", std::min(s.reps, kBenchRounds), " blocks alternating with oneDNN's, each")
                            : std::string())
-              << " after a warm-up, weights "
+              << " after " << kWarmup.count() << " ms of warm-up, weights "
               << (s.weights == Conv2dWeights::packed_once ? "packed once outside the timed loop (both libraries)"
                                                           : "packed by convkit at every call")
               << "\n"
