@@ -13,8 +13,8 @@
 // us (13.4); 3x3 1x16x16x32 -> 32 ties (8.9 / 8.8 us), and from there on two threads win.
 // So the estimate is the work at about 300 GFLOP/s for the GEMM-based algorithms (what those small, cache-resident
 // problems reach on one thread), and a thread had to get 6 us of it.
-// Then the threads moved from OpenMP's teams to the library's pool (thread_pool.hpp: 0.6 us to hand out and join a
-// job where libgomp took 3 us), and the split became worth it on far smaller problems (same guest, medians of 3000
+// Then the threads moved from OpenMP's teams to the library's pool (thread_pool.hpp: a job of two 2 us parts takes
+// 2.2 us there, 4.5 us as a libgomp region), and the split became worth it on far smaller problems (same guest, medians of 3000
 // calls, 1 / 2 threads, forward): Fashion-MNIST's 5x5 stem 7.0 / 4.4 us (weight gradient 9.9 / 6.3), 3x3
 // 1x16x16x16 -> 16 11.3 / 6.1, 1x12x12x16 -> 16 6.3 / 3.6, 1x8x8x16 -> 16 3.3 / 1.9, 1x8x8x8 -> 8 2.1 / 1.8, 1x1
 // 1x12x12x64 -> 64 5.7 / 3.3, 1x8x8x64 -> 64 2.7 / 4.4 (backward 3.1 / 2.2); depthwise 3x3 1x16x16x128 4.2 / 2.5,

@@ -2,15 +2,15 @@
 //
 // One job at a time, taken by the caller that gets `busy_`. Its parts 1 .. T-1 belong to workers 1 .. T-1, each
 // with its own slot: the caller writes the job (function, context, T) and its number into each slot, rings the
-// doorbell `bell_` and runs part 0. A worker that hears the bell claims its part by setting the
-// claim bit of its slot (compare-and-swap), runs it and reports the job's number as done. When the caller is
-// through part 0 it claims every part still unclaimed and runs it itself, then waits for the parts the workers
-// claimed. So a worker that has no core to run on (another runtime's threads spinning on it, say) costs the job its
+// doorbell `bell_` (for workers asleep) and runs part 0. A worker, spinning on its slot, sees the new number, claims
+// its part by setting the claim bit of the slot (compare-and-swap), runs it and reports the job's number as done.
+// When the caller is through part 0 it claims every part still unclaimed and runs it itself, then waits for the
+// parts the workers claimed. So a worker that has no core to run on (another runtime's threads spinning on it, say) costs the job its
 // part's share of parallelism, not a wait for the scheduler; a worker only touches a job's context after it won a
 // claim, while the caller is still waiting for it, so a late worker never sees a context that has gone.
 //
-// A worker that hears nothing for kSpin goes to sleep on the bell (futex), counted in `sleepers_`; the caller
-// wakes sleepers only when there are any (the sleeper counts itself before it reads the bell a last time, the
+// A worker whose slot stays unchanged for kSpin goes to sleep on the bell (futex), counted in `sleepers_`; the
+// caller wakes sleepers only when there are any (the sleeper counts itself before it reads the bell a last time, the
 // caller rings before it reads the count, both sequentially consistent, so one of the two sees the other).
 #include "ops/thread_pool.hpp"
 
@@ -119,10 +119,11 @@ class Pool {
   }
 
   void reserve(int threads) {
-    if (threads <= 1 || forked_child().load(std::memory_order_relaxed)) return;
-    for (bool expected = false; !busy_.compare_exchange_weak(expected, true, std::memory_order_acquire);
-         expected = false)
-      std::this_thread::yield();
+    // Not while a job runs (from inside it, waiting would never end): that job's caller starts what is missing.
+    bool expected = false;
+    if (threads <= 1 || forked_child().load(std::memory_order_relaxed) ||
+        !busy_.compare_exchange_strong(expected, true, std::memory_order_acquire))
+      return;
     grow(threads);
     busy_.store(false, std::memory_order_release);
   }

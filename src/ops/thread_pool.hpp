@@ -24,7 +24,8 @@ namespace convkit::ops {
 int pool_run(int threads, void (*fn)(void* ctx, int t, int T), void* ctx);
 
 // Starts the workers a job of `threads` needs, so that such jobs allocate nothing (Conv2dPlan::create calls it for
-// its thread count: the plan's calls then allocate nothing, threads included).
+// its thread count: the plan's calls then allocate nothing, threads included). Does nothing while a job runs (the
+// next job that needs them starts them).
 void pool_reserve(int threads);
 
 // Worker threads the pool has created so far (tests).

@@ -76,7 +76,7 @@ TEST(ThreadPool, PartsRunConcurrently) {
 
 TEST(ThreadPool, NestedCallRunsOnItsThread) {
   // A job started from inside a job finds the pool busy: all its parts run, one after the other, on the thread that
-  // started it, each told the job's own part count.
+  // started it, each told the job's own part count; reserving workers from inside a job neither waits nor starts any.
   struct Ctx {
     std::atomic<int> inner_T{-1};
     Parts inner{4};
@@ -84,12 +84,15 @@ TEST(ThreadPool, NestedCallRunsOnItsThread) {
     std::atomic<int> foreign{0};
   } ctx;
   ctx.inner.expected_T = 4;
+  pool_reserve(2);
+  const int workers_before = pool_workers();
   ASSERT_EQ(pool_run(
                 2,
                 [](void* p, int t, int) {
                   if (t != 0) return;
                   Ctx& c = *static_cast<Ctx*>(p);
                   c.outer_thread = std::this_thread::get_id();
+                  pool_reserve(6);  // a plan made inside a job: returns at once (waiting for the pool would hang)
                   c.inner_T = pool_run(
                       4,
                       [](void* q, int u, int T) {
@@ -105,6 +108,7 @@ TEST(ThreadPool, NestedCallRunsOnItsThread) {
   EXPECT_EQ(ctx.inner.bad_count.load(), 0);
   for (int t = 0; t < 4; ++t) EXPECT_EQ(ctx.inner.runs[t].load(), 1) << "part " << t;
   EXPECT_EQ(ctx.foreign.load(), 0);
+  EXPECT_EQ(pool_workers(), workers_before);
 }
 
 TEST(ThreadPool, ConcurrentCallersEachGetEveryPart) {
