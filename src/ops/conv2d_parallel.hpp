@@ -29,7 +29,7 @@ int parallel_for(int threads, int64_t n, Fn&& fn) {
   } job{&fn, n};
   return pool_run(
       static_cast<int>(nt),
-      [](void* p, int t, int T) {
+      [](void* p, int t, int T) noexcept {  // an exception ends the program, as it would leave an OpenMP region
         const Job& j = *static_cast<const Job*>(p);
         (*j.fn)(j.n * t / T, j.n * (t + 1) / T, t);
       },
