@@ -9,6 +9,26 @@ namespace {
 // passes over them. 512 measured best for 3x3 layers at 64 and 128 channels (ResNet-50, one thread, Zen 5: about 3%
 // faster than 256; 1024 slowed the 1x1 layers with 256 output channels, whose chunk then outgrows L2).
 constexpr int64_t kChunk = 512;
+// Wider layers (over 256 input or output channels per group) re-read a chunk's dz rows once per channel tile of
+// their thread, dozens of times; those rows are kept within 256 KiB, a quarter of Zen 5's L2:
+// - by a narrower chunk, down to 128 pixels (64 cost more in the items' fixed work and dw tile reloads than it
+//   saved). Measured at mb 32, 2 threads, ms (ratio to oneDNN) before -> after, medians of 3 alternating runs:
+//   MobileNet conv5_1/pw (512 -> 512) 11.0 (0.91) -> 9.8 (1.01), ResNet-50 res3a_branch2c (128 -> 512) 14.3 (1.10)
+//   -> 12.5 (1.24), res4b_branch2a (1024 -> 256) 10.1 (1.01) -> 8.6 (1.18), res5b_branch2a (2048 -> 512) 10.6
+//   (0.94) -> 8.8 (1.11); not below 256 channels: res2a_branch1 (64 -> 256, 5 channel tiles) 18.5 -> 20.2 ms at
+//   256 pixels;
+// - past 512 output channels, where even 128 pixels of dz rows overflow that, and the reduction is long (images
+//   merged into one, 1x1 stride 1), by 512-pixel chunks whose output blocks go in groups of 4 (128 channels): each
+//   group's dz rows serve all the channel tiles, then the next group's; a thread's items are then whole groups.
+//   res5a_branch2c (512 -> 2048) 12.7 (0.86) -> 9.3 (1.11), res4a_branch2c (256 -> 1024) 12.8 (0.90) -> 10.9
+//   (1.07). With short reductions (a strided layer's 49 pixels per image) the groups lost: res5a_branch1 0.99 ->
+//   0.88.
+// A reduction whose dz rows take at most twice that (512 KiB) stays one chunk: it is read from L2 all the same, and
+// a second chunk would be a second pass over dw (VGG-19 conv5_1, 512 channels on 14x14, mb 1: 2.14 -> 2.22 ms in
+// two chunks).
+constexpr int64_t kWideChannels = 256;
+constexpr int64_t kWideDzBytes = 256 * 1024;
+constexpr int64_t kMinChunk = 128;
 }  // namespace
 
 WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(ctx.g)) {
@@ -17,7 +37,17 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
   ctiles_ = (g.ic_per_group() + ctx_.k->mr - 1) / ctx_.k->mr;
   oblocks_ = (g.oc_per_group() + ctx_.k->nr - 1) / ctx_.k->nr;
   items_ = g.groups * taps_ * ctiles_ * oblocks_;
-  chunks_ = std::max<int64_t>(1, (table_.max_len + kChunk - 1) / kChunk);
+  chunk_ = kChunk;
+  og_blocks_ = oblocks_;
+  const int64_t dz_row_bytes = g.oc_per_group() * int64_t{sizeof(float)};
+  if (std::max(g.ic_per_group(), g.oc_per_group()) > kWideChannels &&
+      table_.max_len * dz_row_bytes > 2 * kWideDzBytes) {
+    if (kMinChunk * dz_row_bytes <= kWideDzBytes || table_.max_len < kChunk)
+      chunk_ = std::clamp<int64_t>(kWideDzBytes / dz_row_bytes, kMinChunk, kChunk);
+    else
+      og_blocks_ = std::clamp<int64_t>(kWideDzBytes / (kChunk * ctx_.k->nr * int64_t{sizeof(float)}), 1, oblocks_);
+  }
+  chunks_ = std::max<int64_t>(1, (table_.max_len + chunk_ - 1) / chunk_);
   // Per-thread partial sums only while they stay within the input's size (the workspace bound of
   // tests/ops/test_conv2d_workspace.cpp); otherwise the threads share out the items alone.
   const int64_t partial_floats = int64_t{ctx_.threads} * taps_ * g.ic_per_group() * g.oc;
@@ -48,11 +78,13 @@ void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0
     const int64_t n = u / chunks_, q = u % chunks_;
     const bool first = overwrite_first && u == u0;
     for (int64_t it = i0; it < i1; ++it) {
-      // Item = (group, tap, channel tile, output block), output block fastest.
-      const int64_t ob = it % oblocks_, ct = (it / oblocks_) % ctiles_, tap = (it / (oblocks_ * ctiles_)) % taps_;
-      const int64_t grp = it / (oblocks_ * ctiles_ * taps_);
+      // Item = (group, tap, output block group, channel tile, output block), output block fastest.
+      const int64_t per_tap = oblocks_ * ctiles_, r = it % per_tap;
+      const int64_t tap = (it / per_tap) % taps_, grp = it / (per_tap * taps_);
+      const int64_t og = r / (og_blocks_ * ctiles_), og_width = std::min(og_blocks_, oblocks_ - og * og_blocks_);
+      const int64_t r2 = r - og * og_blocks_ * ctiles_, ct = r2 / og_width, ob = og * og_blocks_ + r2 % og_width;
       const int64_t beg = table_.begin[tap], end = table_.begin[tap + 1];
-      const int64_t lo = std::min(beg + q * kChunk, end), hi = std::min(lo + kChunk, end);
+      const int64_t lo = std::min(beg + q * chunk_, end), hi = std::min(lo + chunk_, end);
       // The first pass must still run with no pixels: it writes the zeros.
       if (hi == lo && !first) continue;
       // The channel tiles split IC/G evenly (64 = 13 + 13 + 13 + 13 + 12 rather than 4 x 14 + 8; 32 = 11 + 11 + 10

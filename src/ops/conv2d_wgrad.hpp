@@ -29,6 +29,8 @@ class WgradPlan {
   Conv2dContext ctx_;
   WgradTable table_;
   int64_t taps_ = 0, ctiles_ = 0, oblocks_ = 0, items_ = 0, chunks_ = 0;
+  int64_t chunk_ = 0;
+  int64_t og_blocks_ = 1;  // output pixels per reduction chunk (per tap)
   // Few (group, tap, channel tile, output block) items for the threads: split the pixels instead, each thread into
   // its own partial dw, summed at the end.
   bool split_pixels_ = false;

@@ -1,8 +1,8 @@
 // The weight-gradient reduction shared by implicit_gemm, gemm_1x1 and winograd (src/ops/conv2d_wgrad.cpp) against
 // the reference on every ISA of this CPU, 1 to 3 threads: input channels per group around the even split of the
 // channel tiles (1, MR - 1 .. 2 MR + 1, 32, 64), output pixels per tap around the reduction chunk (the chunk edge
-// and several chunks per image, also with per-thread partial sums: few items, many pixels), padded taps, strides,
-// dilation, groups and the non-zero padding modes.
+// and several chunks per image; narrower chunks or grouped output blocks for wide layers; per-thread partial sums:
+// few items, many pixels), padded taps, strides, dilation, groups and the non-zero padding modes.
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -48,6 +48,13 @@ std::vector<Case> cases(const config::KernelTable& k) {
   c.push_back({"chunk_exact", conv(nr, 1), {1, 16, 32, mr + 2}});
   c.push_back({"chunk_plus1", conv(nr - 1, 1), {2, 19, 27, mr + 1}});
   c.push_back({"chunks_3x3", conv(nr + 1, 3, 1, 1), {2, 35, 33, 2 * mr + 3}});
+  // Over 256 channels the chunk narrows (to 163 pixels at 400 output channels, 218 at 300): several narrow chunks
+  // per image, the last one partial; past 512 output channels with 512 pixels or more per tap, the output blocks go
+  // in groups (the last one partial: 19 blocks of 32 in groups of 4), over 512-pixel chunks.
+  c.push_back({"wide_chunks", conv(400, 1), {2, 19, 27, mr + 1}});
+  c.push_back({"wide_chunks_3x3", conv(300, 3, 1, 1), {1, 23, 24, 20}});
+  c.push_back({"wide_groups", conv(600, 1), {2, 19, 27, mr + 1}});
+  c.push_back({"wide_groups_3x3", conv(530, 3, 1, 1), {1, 23, 24, 5}});
   // Few items and many pixels: the threads split the pixels into partial sums.
   c.push_back({"split_pixels", conv(3, 1), {1, 40, 41, 5}});
   c.push_back({"split_pixels_3x3", conv(4, 3, 1, 1), {2, 33, 20, 3}});
