@@ -93,6 +93,9 @@ std::unique_ptr<detail::Conv2dImpl> kernel_rows_create(const Conv2dContext& ctx)
 // weight-gradient reduction. The tests shrink them to run many bands on small shapes.
 inline std::atomic<int64_t> g_kernel_rows_band_floats{32 * 1024};
 inline std::atomic<int64_t> g_kernel_rows_wgrad_pixels{512};
+// The weight gradient's (conv2d_wgrad.cpp) dw size past which images with few pixels are reduced in groups, read
+// when a plan is made. The tests lower it to group small problems.
+inline std::atomic<int64_t> g_wgrad_image_group_dw_bytes{int64_t{1} << 20};
 // Whether kernel_rows' forward reads x in place (one group, zero padding): -1 where its measured rule says so, 0
 // never, 1 always. The tests force both ways.
 inline std::atomic<int> g_kernel_rows_forward_in_place{-1};

@@ -37,6 +37,23 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
   ctiles_ = (g.ic_per_group() + ctx_.k->mr - 1) / ctx_.k->mr;
   oblocks_ = (g.oc_per_group() + ctx_.k->nr - 1) / ctx_.k->nr;
   items_ = g.groups * taps_ * ctiles_ * oblocks_;
+  // Per-thread partial sums only while they stay within the input's size (the workspace bound of
+  // tests/ops/test_conv2d_workspace.cpp); otherwise the threads share out the items alone.
+  const int64_t partial_floats = int64_t{ctx_.threads} * taps_ * g.ic_per_group() * g.oc;
+  split_pixels_ = ctx_.threads > 1 && items_ < 4 * int64_t{ctx_.threads} && partial_floats <= g.n * g.ih * g.iw * g.ic;
+  // Images with fewer pixels per tap than a chunk are reduced several at a time, about a chunk's worth, where dw is
+  // larger than L2 (1 MiB on Zen 5; g_wgrad_image_group_dw_bytes): each pass over the items reads and writes every
+  // dw tile once, and a batch of 7x7 maps would otherwise make one pass per image from L3 (32 passes over ResNet-50
+  // res5a_branch2b's 9.4 MB dw at mb 32). Measured at mb 32, 2 threads, ms (ratio to oneDNN) before -> after,
+  // medians of 3 alternating runs: res5a_branch2b 22.1 (0.97) -> 19.7 (1.10), res5a_branch2a (stride 2, 2 MB dw)
+  // 6.2 (1.02) -> 5.5 (1.14), res5a_branch1 (8 MB) 27.2 (0.86) -> 26.2 (0.89). A dw that stays in L2 gains nothing,
+  // and a group's larger x and dz rows then overflow L2 (res4a_branch2a, 0.5 MB dw: 5.4 -> 5.8 ms in pairs of
+  // images). Not with split pixels, whose threads share out these units.
+  const int64_t dw_bytes = taps_ * g.ic_per_group() * g.oc * int64_t{sizeof(float)};
+  if (!split_pixels_ && g.n > 1 && table_.max_len < kChunk && dw_bytes > g_wgrad_image_group_dw_bytes.load()) {
+    images_ = std::min<int64_t>(g.n, kChunk / std::max<int64_t>(1, table_.max_len));
+    if (images_ > 1) table_ = wgrad_table(g, images_);
+  }
   chunk_ = kChunk;
   og_blocks_ = oblocks_;
   const int64_t dz_row_bytes = g.oc_per_group() * int64_t{sizeof(float)};
@@ -48,10 +65,7 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
       og_blocks_ = std::clamp<int64_t>(kWideDzBytes / (kChunk * ctx_.k->nr * int64_t{sizeof(float)}), 1, oblocks_);
   }
   chunks_ = std::max<int64_t>(1, (table_.max_len + chunk_ - 1) / chunk_);
-  // Per-thread partial sums only while they stay within the input's size (the workspace bound of
-  // tests/ops/test_conv2d_workspace.cpp); otherwise the threads share out the items alone.
-  const int64_t partial_floats = int64_t{ctx_.threads} * taps_ * g.ic_per_group() * g.oc;
-  split_pixels_ = ctx_.threads > 1 && items_ < 4 * int64_t{ctx_.threads} && partial_floats <= g.n * g.ih * g.iw * g.ic;
+  units_ = (g.n + images_ - 1) / images_ * chunks_;
 }
 
 WgradPlan::Buffers WgradPlan::carve(WorkspaceCarver& ws) const {
@@ -75,7 +89,8 @@ void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0
   const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group(), nr = ctx_.k->nr;
   const int64_t x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
   for (int64_t u = u0; u < u1; ++u) {
-    const int64_t n = u / chunks_, q = u % chunks_;
+    // Unit u: chunk q of the images [n, n + images) (fewer in the last group).
+    const int64_t n = u / chunks_ * images_, q = u % chunks_, images = std::min(images_, g.n - n);
     const bool first = overwrite_first && u == u0;
     for (int64_t it = i0; it < i1; ++it) {
       // Item = (group, tap, output block group, channel tile, output block), output block fastest.
@@ -83,7 +98,7 @@ void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0
       const int64_t tap = (it / per_tap) % taps_, grp = it / (per_tap * taps_);
       const int64_t og = r / (og_blocks_ * ctiles_), og_width = std::min(og_blocks_, oblocks_ - og * og_blocks_);
       const int64_t r2 = r - og * og_blocks_ * ctiles_, ct = r2 / og_width, ob = og * og_blocks_ + r2 % og_width;
-      const int64_t beg = table_.begin[tap], end = table_.begin[tap + 1];
+      const int64_t beg = table_.begin[tap], end = beg + images * table_.per_image[tap];
       const int64_t lo = std::min(beg + q * chunk_, end), hi = std::min(lo + chunk_, end);
       // The first pass must still run with no pixels: it writes the zeros.
       if (hi == lo && !first) continue;
@@ -102,7 +117,7 @@ void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0
 void WgradPlan::run(const float* x, const float* dz, float* dw, float* db, WorkspaceCarver& ws) const {
   const Conv2dGeometry& g = ctx_.g;
   const Buffers b = carve(ws);
-  const int64_t units = g.n * chunks_;
+  const int64_t units = units_;
   if (!split_pixels_) {
     // Each thread owns whole items (disjoint parts of dw) and walks all the pixels.
     parallel_for(ctx_.threads, items_,

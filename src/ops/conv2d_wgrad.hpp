@@ -22,15 +22,17 @@ class WgradPlan {
     float* bias_partials;  // threads x OC
   };
   Buffers carve(WorkspaceCarver& ws) const;
-  // Runs items [i0, i1) over the pixel chunks [u0, u1) (u = image * chunks + chunk) into dw.
+  // Runs items [i0, i1) over the units [u0, u1) (u = image group * chunks + chunk) into dw.
   void run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0, int64_t u1,
                  bool overwrite_first) const;
 
   Conv2dContext ctx_;
   WgradTable table_;
   int64_t taps_ = 0, ctiles_ = 0, oblocks_ = 0, items_ = 0, chunks_ = 0;
-  int64_t chunk_ = 0;
-  int64_t og_blocks_ = 1;  // output pixels per reduction chunk (per tap)
+  int64_t images_ = 1;     // images per reduction unit (the table's)
+  int64_t chunk_ = 0;      // output pixels per reduction chunk (per tap)
+  int64_t units_ = 0;      // (image group, chunk) units
+  int64_t og_blocks_ = 0;  // output blocks per group in the item order (all of them: one group)
   // Few (group, tap, channel tile, output block) items for the threads: split the pixels instead, each thread into
   // its own partial dw, summed at the end.
   bool split_pixels_ = false;

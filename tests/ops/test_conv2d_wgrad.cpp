@@ -1,8 +1,9 @@
 // The weight-gradient reduction shared by implicit_gemm, gemm_1x1 and winograd (src/ops/conv2d_wgrad.cpp) against
 // the reference on every ISA of this CPU, 1 to 3 threads: input channels per group around the even split of the
 // channel tiles (1, MR - 1 .. 2 MR + 1, 32, 64), output pixels per tap around the reduction chunk (the chunk edge
-// and several chunks per image; narrower chunks or grouped output blocks for wide layers; per-thread partial sums:
-// few items, many pixels), padded taps, strides, dilation, groups and the non-zero padding modes.
+// and several chunks per image; narrower chunks or grouped output blocks for wide layers; several small images per
+// unit; per-thread partial sums: few items, many pixels), padded taps, strides, dilation, groups and the non-zero
+// padding modes.
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -11,6 +12,7 @@
 
 #include "config/kernels.hpp"
 #include "convkit/runtime.hpp"
+#include "ops/conv2d_algorithms.hpp"
 #include "ops/conv2d_threads.hpp"
 #include "ops/conv_check.hpp"
 
@@ -72,19 +74,39 @@ std::vector<Case> cases(const config::KernelTable& k) {
   return c;
 }
 
+// Small images reduced several at a time where dw is large (here forced by a zero threshold): 169 pixels, 3 images a
+// unit, the last unit 2 of the 5; narrowed chunks inside a unit (3 images of 144 pixels x 600 output channels); a
+// strided 1x1 (49 pixels an image, all 4 in one unit); and with split pixels, which keeps one image a unit.
+std::vector<Case> image_group_cases(const config::KernelTable& k) {
+  const int mr = k.mr, nr = k.nr;
+  return {{"image_groups", conv(nr + 1, 3, 1, 1), {5, 13, 13, mr + 2}},
+          {"image_groups_wide", conv(600, 3, 1, 1), {3, 12, 12, 5}},
+          {"image_groups_strided_1x1", conv(nr + 3, 1, 2), {4, 14, 14, mr + 1}},
+          {"image_groups_split_pixels", conv(3, 1), {3, 20, 21, 5}}};
+}
+
 class Wgrad : public ::testing::Test {
  protected:
   void TearDown() override {
     reset_isa();
     set_num_threads(0);
+    ops::g_wgrad_image_group_dw_bytes = int64_t{1} << 20;
   }
+  static void check_all(std::vector<Case> (*make)(const config::KernelTable&));
 };
 
-TEST_F(Wgrad, MatchesTheReferenceOnEveryIsaAndAlgorithm) {
+TEST_F(Wgrad, MatchesTheReferenceOnEveryIsaAndAlgorithm) { check_all(cases); }
+
+TEST_F(Wgrad, ImageGroupsMatchTheReference) {
+  ops::g_wgrad_image_group_dw_bytes = 0;
+  check_all(image_group_cases);
+}
+
+void Wgrad::check_all(std::vector<Case> (*make)(const config::KernelTable&)) {
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
-    for (const Case& c : cases(config::kernels(isa))) {
+    for (const Case& c : make(config::kernels(isa))) {
       const Problem pr(c.p, c.input, 3u);
       const Expected e(pr);
       int ran = 0;
