@@ -115,6 +115,38 @@ class BenchCli(unittest.TestCase):
         self.assertEqual(by_name["t:pw"], "gemm_1x1")
         self.assertEqual(by_name["t:dw"], "depthwise")
 
+    def test_median_script(self):
+        # scripts/bench_median.py, which docs/performance.md's tables come from: one row per problem and direction
+        # with the medians over the runs, and totals weighted by the *N counts (one run: exactly the rows' sums).
+        script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(CONV_HPP))), "scripts",
+                              "bench_median.py")
+        extra = ["--vs", "onednn"] if HAVE_ONEDNN else []
+        for runs in (1, 2):
+            p = subprocess.run([sys.executable, script, "--runs", str(runs), "--bin", BINARY, "--", "--shapes",
+                                self.shapes, "--reps", "1", "--dir", "all", *extra],
+                               capture_output=True, text=True, timeout=240)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            lines = p.stdout.splitlines()
+            rows = [l.split() for l in lines if l.startswith("t:")]
+            self.assertEqual([(r[0], r[1]) for r in rows], [(name, d) for _, name, _, _ in PROBLEMS for d in DIRS])
+            totals = {l.split()[0]: float(l.split()[1]) for l in lines if l.startswith("  ")}
+            self.assertEqual(sorted(totals), sorted(DIRS))
+            if runs == 1:
+                counts = {name: (3 if name == "t:pw" else 1) for _, name, _, _ in PROBLEMS}
+                for d in DIRS:
+                    expected = sum(counts[r[0]] * float(r[4]) for r in rows if r[1] == d)
+                    self.assertAlmostEqual(totals[d], expected, delta=1e-3 + 1e-3 * expected)
+            for r in rows:
+                self.assertIn(r[3], self.algorithms)
+                if HAVE_ONEDNN:
+                    lo, hi = map(float, r[-1].split("-"))
+                    self.assertLessEqual(lo, float(r[-2]))
+                    self.assertLessEqual(float(r[-2]), hi)
+        p = subprocess.run([sys.executable, script, "--bin", BINARY, "--", "--shapes", self.shapes, "--mb", "0"],
+                           capture_output=True, text=True, timeout=240)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("run 1 failed", p.stderr)
+
     def test_csv_all_directions(self):
         self.check_rows(self.run_csv(), DIRS, 2, onednn=False)
 
