@@ -93,7 +93,7 @@ void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0
     const int64_t n = u / chunks_ * images_, q = u % chunks_, images = std::min(images_, g.n - n);
     const bool first = overwrite_first && u == u0;
     for (int64_t it = i0; it < i1; ++it) {
-      // Item = (group, tap, output block group, channel tile, output block), output block fastest.
+      // Item = (convolution group, tap, group of output blocks, channel tile, output block), output block fastest.
       const int64_t per_tap = oblocks_ * ctiles_, r = it % per_tap;
       const int64_t tap = (it / per_tap) % taps_, grp = it / (per_tap * taps_);
       const int64_t og = r / (og_blocks_ * ctiles_), og_width = std::min(og_blocks_, oblocks_ - og * og_blocks_);
