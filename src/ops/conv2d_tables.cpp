@@ -117,28 +117,42 @@ IndirectionTable backward_data_table(const Conv2dGeometry& g, int64_t mr) {
   return t;
 }
 
-WgradTable wgrad_table(const Conv2dGeometry& g, int64_t images) {
+WgradTable wgrad_table(const Conv2dGeometry& g) {
   WgradTable t;
   t.begin.push_back(0);
-  const int64_t x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
   for (int64_t ky = 0; ky < g.kh; ++ky)
     for (int64_t kx = 0; kx < g.kw; ++kx) {
-      for (int64_t j = 0; j < images; ++j)
-        for (int64_t oy = 0; oy < g.oh; ++oy) {
-          const int64_t iy = core::padded_source(oy * g.sh - g.pad_top + ky * g.dh, g.ih, g.padding_mode);
-          if (iy < 0) continue;
-          for (int64_t ox = 0; ox < g.ow; ++ox) {
-            const int64_t ix = core::padded_source(ox * g.sw - g.pad_left + kx * g.dw, g.iw, g.padding_mode);
-            if (ix < 0) continue;
-            t.x_off.push_back(j * x_image + (iy * g.iw + ix) * g.ic);
-            t.dz_off.push_back(j * dz_image + (oy * g.ow + ox) * g.oc);
-          }
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const int64_t iy = core::padded_source(oy * g.sh - g.pad_top + ky * g.dh, g.ih, g.padding_mode);
+        if (iy < 0) continue;
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const int64_t ix = core::padded_source(ox * g.sw - g.pad_left + kx * g.dw, g.iw, g.padding_mode);
+          if (ix < 0) continue;
+          t.x_off.push_back((iy * g.iw + ix) * g.ic);
+          t.dz_off.push_back((oy * g.ow + ox) * g.oc);
         }
-      const int64_t len = static_cast<int64_t>(t.x_off.size()) - t.begin.back();
+      }
       t.begin.push_back(static_cast<int64_t>(t.x_off.size()));
-      t.per_image.push_back(len / images);
-      t.max_len = std::max(t.max_len, len);
+      t.per_image.push_back(t.begin.back() - t.begin[t.begin.size() - 2]);
+      t.max_len = std::max(t.max_len, t.per_image.back());
     }
+  return t;
+}
+
+WgradTable wgrad_table_images(const WgradTable& one, const Conv2dGeometry& g, int64_t images) {
+  const int64_t x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
+  WgradTable t;
+  t.begin.push_back(0);
+  t.per_image = one.per_image;
+  for (std::size_t tap = 0; tap + 1 < one.begin.size(); ++tap) {
+    for (int64_t j = 0; j < images; ++j)
+      for (int64_t e = one.begin[tap]; e < one.begin[tap + 1]; ++e) {
+        t.x_off.push_back(j * x_image + one.x_off[static_cast<std::size_t>(e)]);
+        t.dz_off.push_back(j * dz_image + one.dz_off[static_cast<std::size_t>(e)]);
+      }
+    t.begin.push_back(static_cast<int64_t>(t.x_off.size()));
+  }
+  t.max_len = images * one.max_len;
   return t;
 }
 

@@ -49,9 +49,9 @@ IndirectionTable forward_table(const Conv2dGeometry& g, int64_t mr);
 IndirectionTable backward_data_table(const Conv2dGeometry& g, int64_t mr);
 
 // Weight gradient: for each tap, the (x row, dz row) pairs of the output pixels whose source cell is real (not a
-// zero pad); padded cells of the other modes point at the input cell they mirror. Over `images` consecutive images:
-// the entries of tap t are [begin[t], begin[t + 1]), image by image, per_image[t] of them for each (offsets from
-// the first image's x and dz).
+// zero pad); padded cells of the other modes point at the input cell they mirror. Entries of tap t are
+// [begin[t], begin[t + 1]): one image's, or (wgrad_table_images) several consecutive images', image by image,
+// per_image[t] of them for each (offsets from the first image's x and dz).
 struct WgradTable {
   std::vector<int64_t> begin;
   std::vector<int64_t> per_image;
@@ -59,7 +59,9 @@ struct WgradTable {
   std::vector<int64_t> dz_off;
   int64_t max_len = 0;  // the most entries of one tap
 };
-WgradTable wgrad_table(const Conv2dGeometry& g, int64_t images = 1);
+WgradTable wgrad_table(const Conv2dGeometry& g);
+// The one-image table `one` of g repeated over `images` consecutive images.
+WgradTable wgrad_table_images(const WgradTable& one, const Conv2dGeometry& g, int64_t images);
 
 // The geometry of the same convolution over the input padded explicitly (zero padding, no pads): the backward
 // data of the non-zero padding modes runs on it, then fold_padded_gradient() maps the padded cells back.

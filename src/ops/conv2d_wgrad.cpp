@@ -52,7 +52,7 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
   const int64_t dw_bytes = taps_ * g.ic_per_group() * g.oc * int64_t{sizeof(float)};
   if (!split_pixels_ && g.n > 1 && table_.max_len < kChunk && dw_bytes > g_wgrad_image_group_dw_bytes.load()) {
     images_ = std::min<int64_t>(g.n, kChunk / std::max<int64_t>(1, table_.max_len));
-    if (images_ > 1) table_ = wgrad_table(g, images_);
+    if (images_ > 1) table_ = wgrad_table_images(table_, g, images_);
   }
   chunk_ = kChunk;
   og_blocks_ = oblocks_;
