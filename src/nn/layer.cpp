@@ -1,5 +1,7 @@
 // The Layer base and the layers without weights: InputLayer, Flatten, Dropout, Activation, ZeroPadding2D.
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "convkit/error.hpp"
@@ -115,10 +117,19 @@ const Tensor& Dropout::forward_step(const Tensor& x, bool training) {
   const float* xp = x.data();
   float* m = mask_.data();
   float* y = y_.data();
+  // A local copy of the generator (its state stays in registers through the loop), and the mask chosen without a
+  // branch: kept or dropped is a coin toss at rate 0.5, which a branch mispredicts half the time (0.5 ms a step on
+  // Fashion-MNIST's 64 x 1024 dropout). uniform() is r * 2^-24 for the 24-bit integer r = next_u64() >> 40, so
+  // uniform() >= rate exactly when r >= ceil(rate * 2^24), and the mask is the scale's bits or none (+0).
+  Rng rng = rng_;
+  const uint64_t threshold = static_cast<uint64_t>(std::ceil(double(rate) * 0x1.0p24));
+  const uint32_t scale_bits = std::bit_cast<uint32_t>(scale);
   for (int64_t i = 0; i < x.size(); ++i) {
-    m[i] = rng_.uniform() >= rate ? scale : 0.0f;
+    const uint32_t keep = 0u - static_cast<uint32_t>((rng.next_u64() >> 40) >= threshold);
+    m[i] = std::bit_cast<float>(scale_bits & keep);
     y[i] = xp[i] * m[i];
   }
+  rng_ = rng;
   return y_;
 }
 

@@ -22,6 +22,40 @@ void for_elements(int64_t n, Fn&& fn) {
   ops::parallel_for(n < kMinParallel ? 1 : num_threads(), n, [&](int64_t b, int64_t e, int) { fn(b, e); });
 }
 
+// The updates of n elements. Plain loops over restrict pointers and by-value scalars, which GCC vectorises (as
+// lambdas reading the scalars through captured references they stayed scalar: a float store might have changed
+// them; Adam on Fashion-MNIST's 3.3 M weights took 4.5 ms a step, now about 1). The vector code runs the same
+// operations in the same order, each correctly rounded (no FMA in the x86-64 baseline this file is compiled for;
+// -fno-math-errno lets std::sqrt vectorise), so the results are those of the scalar rule.
+void sgd_update(float* __restrict w, const float* __restrict g, float* __restrict v, int64_t n, float lr,
+                float momentum, bool nesterov) {
+  if (momentum == 0.0f) {
+    for (int64_t j = 0; j < n; ++j) w[j] -= lr * g[j];
+  } else if (nesterov) {
+    for (int64_t j = 0; j < n; ++j) {
+      v[j] = momentum * v[j] - lr * g[j];
+      w[j] += momentum * v[j] - lr * g[j];
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      v[j] = momentum * v[j] - lr * g[j];
+      w[j] += v[j];
+    }
+  }
+}
+
+// Adam's rule below, after AdamW's decay (decay 0: none).
+void adam_update(float* __restrict w, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+                 float decay, float b1, float b2, float alpha, float eps) {
+  if (decay != 0.0f)
+    for (int64_t j = 0; j < n; ++j) w[j] -= decay * w[j];
+  for (int64_t j = 0; j < n; ++j) {
+    m[j] = b1 * m[j] + (1 - b1) * g[j];
+    v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
+    w[j] -= alpha * m[j] / (std::sqrt(v[j]) + eps);
+  }
+}
+
 // Slots shaped like each weight, created once for a given list of weights.
 struct Slots {
   std::vector<std::vector<Tensor>> per_weight;  // [weight][slot]
@@ -64,21 +98,7 @@ class Sgd final : public Optimizer {
       const int64_t n = ws[i]->value.size();
       const float momentum = o_.momentum;
       const bool nesterov = o_.nesterov;
-      for_elements(n, [&](int64_t j0, int64_t j1) {
-        if (momentum == 0.0f) {
-          for (int64_t j = j0; j < j1; ++j) w[j] -= lr * g[j];
-        } else if (nesterov) {
-          for (int64_t j = j0; j < j1; ++j) {
-            v[j] = momentum * v[j] - lr * g[j];
-            w[j] += momentum * v[j] - lr * g[j];
-          }
-        } else {
-          for (int64_t j = j0; j < j1; ++j) {
-            v[j] = momentum * v[j] - lr * g[j];
-            w[j] += v[j];
-          }
-        }
-      });
+      for_elements(n, [&](int64_t j0, int64_t j1) { sgd_update(w + j0, g + j0, v + j0, j1 - j0, lr, momentum, nesterov); });
     }
     ++iterations;
   }
@@ -119,16 +139,8 @@ class Adam final : public Optimizer {
       const int64_t n = ws[i]->value.size();
       const float decay = decoupled_ ? lr * o_.weight_decay : 0.0f;
       const float b1 = o_.beta_1, b2 = o_.beta_2, eps = o_.epsilon;
-      // The same expressions, in the same order, as the scalar rule above; optimizers.cpp is compiled with
-      // -fno-math-errno so that std::sqrt (correctly rounded either way) vectorises.
       for_elements(n, [&](int64_t j0, int64_t j1) {
-        if (decay != 0.0f)
-          for (int64_t j = j0; j < j1; ++j) w[j] -= decay * w[j];
-        for (int64_t j = j0; j < j1; ++j) {
-          m[j] = b1 * m[j] + (1 - b1) * g[j];
-          v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
-          w[j] -= alpha * m[j] / (std::sqrt(v[j]) + eps);
-        }
+        adam_update(w + j0, g + j0, m + j0, v + j0, j1 - j0, decay, b1, b2, alpha, eps);
       });
     }
     ++iterations;
