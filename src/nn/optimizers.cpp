@@ -98,7 +98,9 @@ class Sgd final : public Optimizer {
       const int64_t n = ws[i]->value.size();
       const float momentum = o_.momentum;
       const bool nesterov = o_.nesterov;
-      for_elements(n, [&](int64_t j0, int64_t j1) { sgd_update(w + j0, g + j0, v + j0, j1 - j0, lr, momentum, nesterov); });
+      for_elements(n, [&](int64_t j0, int64_t j1) {
+        sgd_update(w + j0, g + j0, v + j0, j1 - j0, lr, momentum, nesterov);
+      });
     }
     ++iterations;
   }

@@ -46,9 +46,13 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     bwd_tiles_fastest_ = tiles_fastest(g.oc_per_group(), g.ic_per_group());
     // Forward per call with the tiles fastest copies each weight block into a per-thread buffer before its tiles:
     // measured at mb 1 (2 threads), res5a_branch1 (1024 x 2048) 0.95 -> 0.70 ms, Dense 3136 x 1024 on 64 rows 1.55
-    // -> 1.44 ms, no change on res4a_branch1 (512 x 1024). With the blocks fastest (B <= 1 MiB, many tiles) a copy
-    // per call did not pay (res3a_branch1 0.41 -> 0.43 ms): the rows in place stay in L2. No more buffers than
-    // blocks, so that they stay within the packed weights' size (the workspace bound).
+    // -> 1.44 ms, no change on res4a_branch1 (512 x 1024). Over x's rows in place (stride 1, or gathered), a
+    // thread's first tile over a block reads the kernel in place and writes the block as it goes (GemmParams::pack)
+    // instead of a separate copy before it: measured (`convkit bench --weights per_call`, medians of 3-5
+    // alternating runs) res5a_branch1 0.75 -> 0.64 ms, res5a_branch2c 0.36 -> 0.32, res5b_branch2a 0.35 -> 0.31 at
+    // mb 1, the Fashion-MNIST CNN's Dense 3136 x 1024 at mb 64 1.60 -> 1.48. With the blocks fastest (B <= 1 MiB,
+    // many tiles) a copy per call did not pay (res3a_branch1 0.41 -> 0.43 ms): the rows in place stay in L2. No
+    // more buffers than blocks, so that they stay within the packed weights' size (the workspace bound).
     // With several chunks a thread would copy its blocks once per chunk: the whole kernel is packed first instead
     // (one pass over it, into the workspace: within the packed weights' size).
     fwd_chunk_ = fwd_tiles_fastest_ ? chunk_tiles(g.ic_per_group()) : tiles_;
@@ -283,9 +287,9 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   // y (rows, OC) = x rows . B (+ bias, activation); the rows of x are contiguous (stride 1) or read through
   // src_off_. (Gathering the strided rows into the workspace first, for the plain GEMM, was measured slower at mb 1:
   // res4a_branch1 0.453 -> 0.465 ms, res3a_branch1 0.429 -> 0.440 ms.) With `buffers` (threads x one block), each
-  // thread copies the blocks it works on from the in-place kernel into its buffer first (the tiles are fastest, so
-  // each block is copied once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias
-  // in the caches.
+  // thread packs the blocks it works on from the in-place kernel into its buffer (the tiles are fastest, so each
+  // block is packed once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias in
+  // the caches. The plain GEMM packs during the block's first tile; the indirect one copies the block first.
   void run_forward(const Rows& rows, const Weights& wb, const float* bias, float* y, float* buffers) const {
     const float* x = rows.a;
     const bool dense = rows.dense;
@@ -308,18 +312,29 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         const float* bb = bias ? bias + col : nullptr;
         const float* wp = wb.block(t.grp, t.j, nr);
         int64_t w_stride = wb.stride;
+        const uk::GemmParams* pp = &params;
+        uk::GemmParams packing;
         if (mine) {
           if (have != t.grp * nb + t.j) {
-            pack_forward_block(g, nr, wb.w, t.grp, t.j, mine);
             have = t.grp * nb + t.j;
+            if (dense) {
+              // This thread's first tile over the block reads the kernel in place and packs it as it goes.
+              packing = params;
+              packing.pack = mine;
+              pp = &packing;
+            } else {
+              pack_forward_block(g, nr, wb.w, t.grp, t.j, mine);
+            }
           }
-          wp = mine;
-          w_stride = nr;
+          if (pp == &params) {
+            wp = mine;
+            w_stride = nr;
+          }
         }
         if (dense)
           ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg),
                        x + r0 * rows.lda + t.grp * icg, static_cast<std::size_t>(rows.lda), wp,
-                       static_cast<std::size_t>(w_stride), bb, cp, static_cast<std::size_t>(g.oc), &params);
+                       static_cast<std::size_t>(w_stride), bb, cp, static_cast<std::size_t>(g.oc), pp);
         else
           ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg), 1,
                         x + t.grp * icg, src_off_.data() + r0, x, wp, static_cast<std::size_t>(w_stride), bb, cp,

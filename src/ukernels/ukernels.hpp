@@ -22,6 +22,10 @@ struct GemmParams {
   // non-temporal stores, which skip reading the lines first. For outputs far larger than the caches, where the
   // reads would double the memory traffic; the caller calls store_fence() before anyone reads C.
   int stream = 0;
+  // Non-null (plain GEMM only): every row of B the kernel reads, NR floats with zeros past nc, is also stored at
+  // pack + k * NR: the first tile over a block of the kernel read in place packs it for the tiles after it (the
+  // layout of ops::pack_forward_block), without a separate pass over the kernel.
+  float* pack = nullptr;
 };
 
 // Orders the non-temporal stores of GemmParams::stream before what follows (sfence on x86).

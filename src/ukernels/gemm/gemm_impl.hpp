@@ -96,7 +96,8 @@ inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size
   }
 }
 
-template <int MR, int NV, bool FULL>
+// PACK: each row of B read is also stored at p->pack + k * NR (GemmParams::pack).
+template <int MR, int NV, bool FULL, bool PACK = false>
 inline void gemm_body(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
                       const float* w, std::size_t w_stride, const float* bias, float* c0, std::size_t c_stride,
                       const GemmParams* p) {
@@ -111,10 +112,16 @@ inline void gemm_body(std::size_t mr, std::size_t nc, std::size_t kc, const floa
   }
   Acc<MR, NV> acc;
   acc_init_bias(acc, bias, nc);
+  float* pack = PACK ? p->pack : nullptr;
   for (std::size_t k = 0; k < kc; ++k) {
     V b[NV];
     load_row<NV, FULL>(b, w, nc);
     w += w_stride;
+    if constexpr (PACK) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) Simd::storeu(pack + j * kW, b[j]);
+      pack += NV * kW;
+    }
     acc_step(acc, a, k, b);
   }
   acc_store(acc, mr, nc, rows, p);
@@ -132,10 +139,17 @@ inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const floa
       return;
     }
   }
-  if (nc == std::size_t(NV * kW))
+  const bool full = nc == std::size_t(NV * kW);
+  if (p->pack) {
+    if (full)
+      gemm_body<MR, NV, true, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
+    else
+      gemm_body<MR, NV, false, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
+  } else if (full) {
     gemm_body<MR, NV, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
-  else
+  } else {
     gemm_body<MR, NV, false>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p);
+  }
 }
 
 // One tap of the indirect GEMM over the rows LO <= r < HI: acc[r] += a[r][0 .. kc) . w (kc rows, w_stride apart).
