@@ -234,6 +234,8 @@ class Pooling2D final : public Layer {
   std::optional<Pool2dPlan> plan_;
   Tensor x_, y_, dx_;               // x_: forward()'s copy of its input; y_, dx_: the step buffers
   const Tensor* step_x_ = nullptr;  // the input of the last forward_step
+  std::vector<int32_t> argmax_;     // training max pooling: each output's window cell (Pool2dPlan::keeps_argmax)
+  bool argmax_valid_ = false;       // argmax_ is the last forward_step's
 };
 
 class GlobalPooling2D final : public Layer {

@@ -87,6 +87,15 @@ class Pool2dPlan {
   // recomputes the argmax of each window from x (no index buffer to keep between the passes).
   void backward(const float* x, const float* dy, float* dx) const;
 
+  // Max pooling on the fast algorithm (keeps_argmax()): forward that also writes argmax (N, OH, OW, C), the cell
+  // iy * IW + ix (within its image) each output came from, and backward from those cells, which does not read x:
+  // the dx backward() gives for the x that forward saw, bit for bit. Training keeps them between the passes
+  // (Pooling2D), so that the backward pass does not re-read an input long gone from the caches. Throw
+  // convkit::Error where keeps_argmax() is false.
+  bool keeps_argmax() const { return fast_ && geom_.kind == PoolKind::max; }
+  void forward(const float* x, float* y, int32_t* argmax) const;
+  void backward_from_argmax(const int32_t* argmax, const float* dy, float* dx) const;
+
  private:
   Pool2dParams params_;
   Pool2dGeometry geom_;

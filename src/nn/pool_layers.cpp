@@ -33,12 +33,20 @@ Tensor Pooling2D::backward(const Tensor& dy) {
   return backward_step(d, true);
 }
 
-const Tensor& Pooling2D::forward_step(const Tensor& x, bool) {
+// Training max pooling keeps each output's window cell for the backward pass (Pool2dPlan::keeps_argmax), which
+// then reads neither x nor the windows again.
+const Tensor& Pooling2D::forward_step(const Tensor& x, bool training) {
   check_input(x);
   if (!plan_ || plan_->geometry().input_shape() != x.shape()) plan_ = Pool2dPlan::create(kind_, params_, x.shape());
   step_x_ = &x;
   nn::ensure_shape(y_, plan_->geometry().output_shape());
-  plan_->forward(x.data(), y_.data());
+  argmax_valid_ = training && plan_->keeps_argmax();
+  if (argmax_valid_) {
+    argmax_.resize(static_cast<std::size_t>(y_.size()));
+    plan_->forward(x.data(), y_.data(), argmax_.data());
+  } else {
+    plan_->forward(x.data(), y_.data());
+  }
   return y_;
 }
 
@@ -49,7 +57,10 @@ Tensor& Pooling2D::backward_step(Tensor& dy, bool need_dx) {
     return dx_;
   }
   nn::ensure_shape(dx_, step_x_->shape());
-  plan_->backward(step_x_->data(), dy.data(), dx_.data());
+  if (argmax_valid_)
+    plan_->backward_from_argmax(argmax_.data(), dy.data(), dx_.data());
+  else
+    plan_->backward(step_x_->data(), dy.data(), dx_.data());
   return dx_;
 }
 

@@ -136,6 +136,18 @@ void Pool2dPlan::backward(const float* x, const float* dy, float* dx) const {
   ref::pool2d_bwd(geom_, x, dy, dx);
 }
 
+void Pool2dPlan::forward(const float* x, float* y, int32_t* argmax) const {
+  if (!keeps_argmax())
+    throw Error(cat(pool_op_name(geom_.kind), ": forward with argmax needs max pooling on the nhwc_direct algorithm"));
+  ops::pool2d_fast_fwd_argmax(geom_, x, y, argmax, threads_);
+}
+
+void Pool2dPlan::backward_from_argmax(const int32_t* argmax, const float* dy, float* dx) const {
+  if (!keeps_argmax())
+    throw Error(cat(pool_op_name(geom_.kind), ": backward from argmax needs max pooling on the nhwc_direct algorithm"));
+  ops::pool2d_fast_bwd_argmax(geom_, argmax, dy, dx, threads_);
+}
+
 namespace {
 
 void expect_shape(const char* op, const char* what, const Tensor& t, const Shape& expected, const char* layout) {

@@ -17,4 +17,10 @@ void pool2d_fast_fwd(const Pool2dGeometry& g, const float* x, float* y, int thre
 // each window's argmax from x (PyTorch's rule: first maximum, last NaN). Threads over batch x channel blocks.
 void pool2d_fast_bwd(const Pool2dGeometry& g, const float* x, const float* dy, float* dx, int threads);
 
+// Max pooling: forward that also writes argmax (N, OH, OW, C), each output's cell (iy * IW + ix in its image) by
+// the same rule; and backward from those cells, without reading x: for the x the forward saw, the same dx as
+// pool2d_fast_bwd, bit for bit (the same windows in the same order, the same additions).
+void pool2d_fast_fwd_argmax(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax, int threads);
+void pool2d_fast_bwd_argmax(const Pool2dGeometry& g, const int32_t* argmax, const float* dy, float* dx, int threads);
+
 }  // namespace convkit::ops

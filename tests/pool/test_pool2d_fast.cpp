@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "convkit/error.hpp"
 #include "convkit/pool.hpp"
 #include "convkit/runtime.hpp"
 #include "ops/pool2d_fast.hpp"
@@ -88,6 +89,31 @@ void check(PoolKind kind, const Config& c, const Shape& s, int flavour, int thre
   ref::pool2d_bwd(g, x.data(), dy.data(), dx_ref.data());
   ops::pool2d_fast_bwd(g, x.data(), dy.data(), dx_fast.data(), threads);
   expect_same(dx_fast, dx_ref, what + " backward");
+  if (kind != PoolKind::max) return;
+
+  // Training's pair: forward keeping each output's cell, backward from the cells alone (x is not passed).
+  Tensor y_arg(g.output_shape(), 7.0f), dx_arg(s, -3.0f);
+  std::vector<int32_t> argmax(static_cast<std::size_t>(y_arg.size()), -7);
+  ops::pool2d_fast_fwd_argmax(g, x.data(), y_arg.data(), argmax.data(), threads);
+  expect_same(y_arg, y_ref, what + " forward with argmax");
+  int64_t wrong = 0;
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const ref::PoolSpan ys = ref::pool_span(oy, g.sh, g.kh, g.pad_top, g.pad_bottom, g.ih);
+        const ref::PoolSpan xs = ref::pool_span(ox, g.sw, g.kw, g.pad_left, g.pad_right, g.iw);
+        for (int64_t ch = 0; ch < g.c; ++ch) {
+          const float* xn = x.data() + n * g.ih * g.iw * g.c;
+          const int64_t want = (ref::max_pool_argmax(xn, g.iw, g.c, ch, ys, xs) - ch) / g.c;
+          const int32_t got = argmax[static_cast<std::size_t>(((n * g.oh + oy) * g.ow + ox) * g.c + ch)];
+          if (got != want && ++wrong <= 3)
+            ADD_FAILURE() << what << ": argmax of output (" << n << ", " << oy << ", " << ox << ", " << ch << ") is "
+                          << got << ", the reference's cell " << want;
+        }
+      }
+  EXPECT_EQ(wrong, 0) << what;
+  ops::pool2d_fast_bwd_argmax(g, argmax.data(), dy.data(), dx_arg.data(), threads);
+  expect_same(dx_arg, dx_ref, what + " backward from argmax");
 }
 
 std::vector<Config> configs() {
@@ -161,6 +187,30 @@ TEST(Pool2dFast, PlanChoosesIt) {
   const Pool2dPlan plan = Pool2dPlan::create(PoolKind::max, {.pool_size = {2, 2}}, {4, 28, 28, 32});
   EXPECT_EQ(plan.algorithm(), "nhwc_direct");
   EXPECT_NE(plan.explain().find("nhwc_direct: chosen"), std::string::npos) << plan.explain();
+}
+
+// The plan's argmax pair: offered for max pooling on the fast algorithm, refused with a message otherwise.
+TEST(Pool2dFast, PlanKeepsArgmaxForMaxPoolingOnly) {
+  const Shape s{2, 6, 6, 3};
+  const Pool2dPlan max = Pool2dPlan::create(PoolKind::max, {.pool_size = {2, 2}}, s);
+  ASSERT_TRUE(max.keeps_argmax());
+  const Tensor x = input(s, 2, 5u), dy = input(max.geometry().output_shape(), 0, 6u);
+  Tensor y(max.geometry().output_shape()), dx(s), dx_ref(s);
+  std::vector<int32_t> argmax(static_cast<std::size_t>(y.size()));
+  max.forward(x.data(), y.data(), argmax.data());
+  max.backward_from_argmax(argmax.data(), dy.data(), dx.data());
+  max.backward(x.data(), dy.data(), dx_ref.data());
+  expect_same(dx, dx_ref, "plan backward_from_argmax");
+
+  const Pool2dPlan avg = Pool2dPlan::create(PoolKind::average, {.pool_size = {2, 2}}, s);
+  EXPECT_FALSE(avg.keeps_argmax());
+  try {
+    avg.forward(x.data(), y.data(), argmax.data());
+    ADD_FAILURE() << "average pooling's forward with argmax did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max pooling"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(avg.backward_from_argmax(argmax.data(), dy.data(), dx.data()), Error);
 }
 
 }  // namespace
