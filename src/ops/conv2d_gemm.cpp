@@ -313,7 +313,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         const float* wp = wb.block(t.grp, t.j, nr);
         int64_t w_stride = wb.stride;
         const uk::GemmParams* pp = &params;
-        uk::GemmParams packing;
+        uk::GemmParams packing{};
         if (mine) {
           if (have != t.grp * nb + t.j) {
             have = t.grp * nb + t.j;

@@ -301,6 +301,32 @@ TEST(NnDropout, TrainingMaskScaleAndStatistics) {
   EXPECT_EQ(std::memcmp(y0.data(), x.data(), sizeof(float) * std::size_t(x.size())), 0);
 }
 
+// The mask is the rule as written: element i kept (scaled by 1 / (1 - rate)) exactly when the i-th uniform() of
+// the layer's generator is >= rate. The layer compares the raw 24-bit integers with ceil(rate * 2^24) instead;
+// rates with rate * 2^24 whole and not, tiny and near 1. (A draw landing exactly on the threshold, where ceil
+// against floor would show, is a 2^-24 chance per element: that rounding is argued in the layer, not sampled.)
+TEST(NnDropout, MaskIsUniformAtLeastRate) {
+  for (const float rate : {0.4f, 0.5f, 0.25f, 1.0f / 3.0f, 1e-7f, 0.999f, 0.99999994f}) {
+    constexpr int64_t kN = 20000;
+    Dropout d(rate, 11);
+    Rng unused(0);
+    d.build({-1, kN}, unused);
+    const Tensor y = d.forward(Tensor({1, kN}, 1.0f), true);
+    Rng draws(11);
+    const float scale = 1.0f / (1.0f - rate);
+    int64_t wrong = 0, kept = 0;
+    for (int64_t i = 0; i < kN; ++i) {
+      const float want = draws.uniform() >= rate ? scale : 0.0f;
+      const float got = y[i];
+      kept += want != 0.0f;
+      if (std::memcmp(&got, &want, sizeof want) != 0 && ++wrong <= 3)
+        ADD_FAILURE() << "rate " << rate << ": element " << i << " is " << got << ", want " << want;
+    }
+    EXPECT_EQ(wrong, 0) << "rate " << rate;
+    if (rate < 0.5f) EXPECT_GT(kept, 0) << "rate " << rate;
+  }
+}
+
 // ---- initialisers -------------------------------------------------------------------------------------------
 
 struct Stats {
