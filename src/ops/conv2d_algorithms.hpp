@@ -82,9 +82,9 @@ std::span<const Conv2dAlgorithmInfo> conv2d_algorithms();
 std::string gemm_1x1_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> gemm_1x1_create(const Conv2dContext& ctx);
 std::string depthwise_supports(const Conv2dGeometry& g);
-// Whether the depthwise stride-1 group kernels run their rows in short segments with prefetches: -1 where the input
-// exceeds kStreamBytes, 0 never, 1 always. The tests force both ways.
-inline std::atomic<int> g_depthwise_stream_segments{-1};
+// Whether the depthwise group kernels start each work item with a sweep of prefetches over its rows: -1 where the
+// input exceeds kStreamBytes, 0 never, 1 always. The tests force both ways.
+inline std::atomic<int> g_depthwise_row_sweeps{-1};
 std::unique_ptr<detail::Conv2dImpl> depthwise_create(const Conv2dContext& ctx);
 std::string kernel_rows_supports(const Conv2dGeometry& g);
 std::string kernel_rows_pays(const Conv2dGeometry& g, Conv2dWeights weights);

@@ -45,15 +45,17 @@ constexpr int64_t kWgradChunk = 128;
 // kRowChannelBlock) when there are not rows enough.
 constexpr int64_t kRowItemsPerThread = 8;
 constexpr int64_t kRowChannelBlock = 64;
-// Stride-1 group kernels over an input larger than kStreamBytes (from memory, not the caches) run a group's rows in
-// segments of this many output pixels, each call preceded by prefetches of the next segment's pixels. Measured at
-// mb 32 (2 threads, medians of 5 alternating runs, ratio to oneDNN): MobileNet's conv3_1/dw (56x56x128) forward
-// 4.17 -> 2.60 ms (0.80 -> 1.44), backward data 4.30 -> 2.55 ms (1.32 -> 2.22), weight gradient 7.58 -> 4.30 ms (1.20
-// -> 2.11); whole rows of 7-pixel tiles read 8 rows x 9 columns of fresh lines per tile and reached a third of the
-// read bandwidth a plain sweep gets (why the short calls do better is not measured: this guest has no performance
-// counters). Segments of 4 without the prefetches measured 4.2 ms there (weight gradient), of 7 4.6, of 2 or 3 with
-// prefetches 3.6-4.1. Left out: stride 2 (conv3_2/dw forward 1.70 -> 1.95 ms, weight gradient 1.92 -> 2.32) and
-// inputs within kStreamBytes (conv5_1/dw, 14x14x512 at mb 32, 0.54 -> 0.67 ms forward).
+// Group kernels (stride 1 and 2, zero padding) over an input larger than kStreamBytes (from memory, not the caches)
+// start each work item by prefetching, in address order, the rows it reads that the thread's previous item did not
+// (the weight gradient: its dz rows too), then run the group's rows from L2. The kernels' own order, every channel
+// block of a tile of columns over 5-8 rows at once, reads lines 512+ bytes apart in turn: a synthetic walk of that
+// order with no arithmetic read at a third to a half of what a plain sweep reads (one thread 8-14 against 23-25
+// GB/s); a sweep of each item's rows first brought the walk from 8.7 to 12.6 GB/s on one thread, 16.9 to 24.5 on
+// two. The stride-1 weight gradient then still runs its rows in segments of kStreamSegment output pixels, each
+// preceded by prefetches of the next segment's pixels (what every stride-1 group kernel did before the sweeps; the
+// forward pass measured better without them). Measured at mb 32 (2 threads, medians of 5-7 alternating runs, ratio
+// to oneDNN) in docs/performance.md. Inputs within kStreamBytes keep no sweep (conv5_6/dw, 14x14x512 stride 2 at mb
+// 32, 12.8 MB: forward 1.11-1.19 -> 0.79-1.11x with one).
 constexpr int64_t kStreamSegment = 4;
 
 // Prefetches the lines of n floats from p (a hint: nothing is read).
@@ -141,8 +143,12 @@ class Depthwise final : public detail::Conv2dImpl {
              (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
              ", f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
-             (!fold_ && x_segment()
-                  ? " in segments of " + std::to_string(kStreamSegment) + " pixels, the next one prefetched"
+             (!fold_ && sweeps(ctx_.g.n * ctx_.g.ih * ctx_.g.iw * ctx_.g.ic)
+                  ? std::string(", each group's new rows prefetched in address order first") +
+                        (ctx_.g.oc <= 32 ? " (not in the weight gradient: 32 channels or fewer)"
+                         : ctx_.g.sh == 1 ? " (weight gradient: then in segments of " + std::to_string(kStreamSegment) +
+                                              " pixels, the next one prefetched)"
+                                        : "")
                   : "") +
              (bwd_row_    ? ""
               : bwd_row2_ ? ", f32_dwconv3x3_row_bwd2__" + isa + " (backward data)"
@@ -199,7 +205,7 @@ class Depthwise final : public detail::Conv2dImpl {
     }
     if (!fold_) {
       // Zero padding: threads over (image, group of output rows, channel range).
-      rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.sh, g.pad_top, -g.pad_left, w, b, y, params,
+      rows_in_groups(x, g.ih, g.iw, g.oh, g.ow, g.sh, g.sw, g.pad_top, -g.pad_left, w, b, y, params,
                      post ? ctx_.activation : Activation::none);
       return;
     }
@@ -370,7 +376,7 @@ class Depthwise final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     uk::GemmParams params = gemm_params(Activation::none);
     params.stream = g.n * g.ih * g.iw * g.ic * int64_t{sizeof(float)} > kStreamBytes;
-    rows_in_groups(dz, g.oh, g.ow, g.ih, g.iw, 1, 2 - g.pad_top, g.pad_left - 2, flipped, nullptr, dx, params,
+    rows_in_groups(dz, g.oh, g.ow, g.ih, g.iw, 1, 1, 2 - g.pad_top, g.pad_left - 2, flipped, nullptr, dx, params,
                    Activation::none);
   }
 
@@ -381,17 +387,25 @@ class Depthwise final : public detail::Conv2dImpl {
       rows[k] = first + k >= 0 && first + k < in_h ? in_n + (first + k) * row_floats : nullptr;
   }
 
-  // The segment length (output pixels) for a stride-1 group kernel over an input of in_floats (0: whole rows).
-  static int64_t stream_segment(int64_t stride, int64_t in_floats) {
-    const int force = g_depthwise_stream_segments.load();
-    if (stride != 1 || force == 0) return 0;
-    return force == 1 || in_floats * int64_t{sizeof(float)} > kStreamBytes ? kStreamSegment : 0;
+  // Whether the group kernels over an input of in_floats start each item with a sweep of its rows.
+  static bool sweeps(int64_t in_floats) {
+    const int force = g_depthwise_row_sweeps.load();
+    return force == 1 || (force != 0 && in_floats * int64_t{sizeof(float)} > kStreamBytes);
   }
 
-  // The segments of the group kernels over x (forward, weight gradient).
-  int64_t x_segment() const {
-    const Conv2dGeometry& g = ctx_.g;
-    return g.sh == g.sw ? stream_segment(g.sh, g.n * g.ih * g.iw * g.ic) : 0;
+  // Prefetches, in address order, cb channels of every pixel of rows [first, count) of rows (null: padding), each
+  // of width pixels C floats apart.
+  static void sweep_rows(const float* const* rows, int64_t first, int64_t count, int64_t width, int64_t C,
+                         int64_t cb) {
+    for (int64_t k = first; k < count; ++k)
+      if (rows[k])
+        for (int64_t x = 0; x < width; ++x) prefetch_floats(rows[k] + x * C, cb);
+  }
+
+  // The input rows a group shares with the one before it (same image and channels): the last 3 - stride of that
+  // one's (group_input_rows' rows start stride * R apart, each group reading (R - 1) * stride + 3).
+  static int64_t rows_shared_with_previous(bool previous_is_neighbour, int64_t stride) {
+    return previous_is_neighbour ? std::max<int64_t>(0, 3 - stride) : 0;
   }
 
   // Runs call(j0, np) over output pixels [0, out_w) in segments of seg (one call where seg is 0), before each call
@@ -421,14 +435,15 @@ class Depthwise final : public detail::Conv2dImpl {
 
   // The row kernel over groups of group_rows_ output rows (forward: in = x, out = y; stride-1 backward data: in =
   // dz, out = dx, the kernel flipped): output row q of an image reads input rows q * stride - top + k, k < 3 (rows
-  // outside [0, in_h) are padding), output column j input columns j * stride + ix0 + kx. Threads over (image, group,
-  // channel range of group_cblock_ channels); `post`: an activation run over each finished row (whole rows then).
+  // outside [0, in_h) are padding), output column j input columns j * col_stride + ix0 + kx (groups of more than one
+  // row only where the two strides are equal). Threads over (image, group, channel range of group_cblock_ channels);
+  // `post`: an activation run over each finished row (whole rows then).
   void rows_in_groups(const float* in, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, int64_t stride,
-                      int64_t top, int64_t ix0, const float* w, const float* b, float* out,
+                      int64_t col_stride, int64_t top, int64_t ix0, const float* w, const float* b, float* out,
                       const uk::GemmParams& params, Activation post) const {
     const int64_t R = group_rows_, groups = (out_h + R - 1) / R, C = ctx_.g.oc;
     const int64_t cblocks = (C + group_cblock_ - 1) / group_cblock_;
-    const int64_t seg = stream_segment(stride, ctx_.g.n * in_h * in_w * C);
+    const bool sweep = sweeps(ctx_.g.n * in_h * in_w * C);
     parallel_for(ctx_.threads, ctx_.g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t grp = it / cblocks, c0 = (it % cblocks) * group_cblock_, cb = std::min(group_cblock_, C - c0);
@@ -439,14 +454,13 @@ class Depthwise final : public detail::Conv2dImpl {
                          rows);
         for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
         const int64_t nin = (nr - 1) * stride + 3;
-        in_segments(out_w, seg, stride, ix0, in_w, C, cb, rows, nin, nullptr, 0, [&](int64_t j0, int64_t np) {
-          float* o[kMaxGroupRows];
-          for (int64_t r = 0; r < nr; ++r) o[r] = outs[r] + j0 * C;
-          ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(np),
-                                 static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
-                                 static_cast<std::size_t>(stride), rows, in_w, ix0 + j0 * stride, w + c0,
-                                 b ? b + c0 : nullptr, o, &params);
-        });
+        // The previous item is this one's neighbour where it is the group above, same image and channels.
+        if (sweep)
+          sweep_rows(rows, rows_shared_with_previous(it > i0 && cblocks == 1 && q0 > 0, stride), nin, in_w, C, cb);
+        ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
+                               static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
+                               static_cast<std::size_t>(col_stride), rows, in_w, ix0, w + c0, b ? b + c0 : nullptr,
+                               outs, &params);
         if (post != Activation::none)
           for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
       }
@@ -489,7 +503,9 @@ class Depthwise final : public detail::Conv2dImpl {
     // items to balance the threads); another padding mode runs whole rows (its tables cover every channel).
     const int64_t R = group_rows_, groups = (g.oh + R - 1) / R;
     const int64_t cblocks = fold_ ? 1 : (g.oc + group_cblock_ - 1) / group_cblock_, cbw = fold_ ? g.oc : group_cblock_;
-    const int64_t seg = x_segment();
+    // Not over pixels of 32 channels or fewer (two lines): conv2_1/dw (112x112x32) measured 1.36-1.49 -> 1.22-1.40x
+    // with sweeps in three A/Bs at mb 32, where its forward pass gained (1.21-1.26 -> 1.55-1.92).
+    const bool sweep = !fold_ && (g.oc > 32 || g_depthwise_row_sweeps.load() == 1) && sweeps(g.n * g.ih * g.iw * g.ic);
     const int used = parallel_for(wgrad_threads_, g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int t) {
       float* pdw = t == 0 ? dw : buf.partials + (t - 1) * part_size;
       float* pdb = db ? (t == 0 ? db : buf.partials + (t - 1) * part_size + dw_size) : nullptr;
@@ -517,13 +533,20 @@ class Depthwise final : public detail::Conv2dImpl {
           group_input_rows(x + n * x_image + c0, g.ih, g.iw * g.ic, q0 * g.sh - g.pad_top, (nr - 1) * g.sh + 3,
                            rows);
           for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
+          if (sweep) {
+            sweep_rows(rows, rows_shared_with_previous(it > i0 && cblocks == 1 && q0 > 0, g.sh),
+                       (nr - 1) * g.sh + 3, g.iw, g.ic, cb);
+            sweep_rows(dzs, 0, nr, g.ow, g.oc, cb);
+          }
+          // At stride 1, from L2 in segments (see kStreamSegment).
+          const int64_t seg = sweep && g.sh == 1 ? kStreamSegment : 0;
           in_segments(g.ow, seg, g.sw, -g.pad_left, g.iw, g.ic, cb, rows, (nr - 1) * g.sh + 3, dzs, nr,
                       [&](int64_t j0, int64_t np) {
                         const float* d[kMaxGroupRows];
                         for (int64_t r = 0; r < nr; ++r) d[r] = dzs[r] + j0 * g.oc;
                         ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(np),
                                                      static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc),
-                                                     static_cast<std::size_t>(g.sh), rows, g.iw,
+                                                     static_cast<std::size_t>(g.sw), rows, g.iw,
                                                      j0 * g.sw - g.pad_left, d, pdw + c0, pdb ? pdb + c0 : nullptr);
                       });
           continue;

@@ -21,7 +21,7 @@ struct Restore {
     reset_isa();
     set_num_threads(0);
     ops::g_min_ns_per_thread = ops::kDefaultMinNsPerThread;
-    ops::g_depthwise_stream_segments = -1;
+    ops::g_depthwise_row_sweeps = -1;
   }
 };
 
@@ -117,6 +117,7 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
     PaddingMode mode;
     bool bias;
     Activation act;
+    int stride_w = 0;  // 0: stride
   };
   std::vector<Case> cases;
   const int channel_set[] = {2, 3, 4, 8, 16, 17, 33, 100, 160, 200};
@@ -147,12 +148,18 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
   cases.push_back({1024, 9, 8, 2, Padding::symmetric(1, 1), PaddingMode::zeros, false, Activation::none});
   cases.push_back({64, 3, 2, 1, Padding::symmetric(2, 2), PaddingMode::zeros, true, Activation::none});
   cases.push_back({24, 1, 1, 1, Padding::symmetric(1, 1), PaddingMode::zeros, true, Activation::none});
+  // Unequal strides (one row at a time, the column stride the kernel's): rows 1 apart and columns 2, and the other
+  // way round, 1 and 3, under zero padding and another mode.
+  cases.push_back({32, 10, 10, 1, Padding::symmetric(1, 1), PaddingMode::zeros, true, Activation::none, 2});
+  cases.push_back({17, 9, 12, 2, Padding::same(), PaddingMode::zeros, false, Activation::relu, 1});
+  cases.push_back({40, 7, 13, 1, Padding::same(), PaddingMode::zeros, true, Activation::none, 3});
+  cases.push_back({16, 8, 11, 1, Padding::same(), PaddingMode::reflect, true, Activation::none, 2});
   uint32_t seed = 100;
   for (const Case& cs : cases) {
     Conv2dParams p;
     p.filters = cs.channels;
     p.kernel_size = {3, 3};
-    p.strides = {cs.stride, cs.stride};
+    p.strides = {cs.stride, cs.stride_w ? cs.stride_w : cs.stride};
     p.padding = cs.pad;
     p.padding_mode = cs.mode;
     p.groups = cs.channels;
@@ -166,20 +173,21 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
       set_isa(isa);
       for (int threads : {1, 2, 3}) {
         set_num_threads(threads);
-        // The stride-1 group kernels in short segments with prefetches (taken for inputs past kStreamBytes), forced
-        // here on small shapes: segments ending inside and at the row's borders.
-        for (int segments : {-1, 1}) {
-          if (segments == 1 && (cs.stride != 1 || threads == 3)) continue;
-          ops::g_depthwise_stream_segments = segments;
+        // The group kernels' items each preceded by a sweep of prefetches over their rows (taken for inputs past
+        // kStreamBytes), forced here on small shapes: whatever the prefetches reach, the results stay the same, and
+        // the stride-1 weight gradient's segments end inside and at the row's borders.
+        for (int sweeps : {-1, 1}) {
+          if (sweeps == 1 && threads == 3) continue;
+          ops::g_depthwise_row_sweeps = sweeps;
           const std::string what = to_string(isa) + " threads " + std::to_string(threads) +
-                                   (segments == 1 ? " segments " : " ") + testops::describe(p, in);
+                                   (sweeps == 1 ? " sweeps " : " ") + testops::describe(p, in);
           for (Conv2dWeights weights : {Conv2dWeights::per_call, Conv2dWeights::packed_once}) {
             const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::depthwise, weights);
             testops::check_plan(plan, pr, e, what);
             testops::expect_packed_matches_per_call(plan, pr, what);  // the packed forms, bit for bit
           }
         }
-        ops::g_depthwise_stream_segments = -1;
+        ops::g_depthwise_row_sweeps = -1;
       }
     }
   }
