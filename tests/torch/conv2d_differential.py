@@ -8,7 +8,7 @@ Generates N seeded random configurations, cycling through "themes" so that every
 that matter appear a minimum number of times (padding valid / TensorFlow "same" / explicit asymmetric, every
 padding mode, rectangular kernels and strides, dilation with stride, groups, depthwise, stride larger than the
 kernel, 1-pixel inputs, 1x1 kernels, batch 1 and > 1; the activation and use_bias cycle across the themes). One
-theme in nineteen is a deliberately invalid configuration that convkit must reject (and PyTorch rejects too).
+theme in twenty is a deliberately invalid configuration that convkit must reject (and PyTorch rejects too).
 
 For each valid case the float32 inputs x, kernel, bias, dy are drawn once; the oracle runs in float64 on those same
 values: z = conv(pad(x)) + b, y = act(z), loss = sum(y * dy), autograd for dx, dkernel, dbias. "same" and explicit
@@ -50,7 +50,7 @@ THEMES = [
     "rect_kernel_stride",
     "dilation_stride",
     "groups", "groups_padding_mode",
-    "depthwise", "depthwise_padding_mode",
+    "depthwise", "depthwise_padding_mode", "depthwise_3x3_rect_stride",
     "stride_gt_kernel",
     "one_pixel",
     "pointwise",
@@ -188,6 +188,13 @@ def apply_theme(theme, cfg, rng, cycle):
         cfg["strides"] = [ri(2, 3), ri(2, 3)]
         # The dilated axis must have a kernel of at least 2 taps, or the dilation changes nothing.
         return lambda c, g: any(c["dilation_rate"][a] > 1 and c["kernel_size"][a] > 1 for a in (0, 1))
+    if theme == "depthwise_3x3_rect_stride":  # the depthwise row kernels (3x3, multiplier 1) with unequal strides
+        cfg.update(layer="DepthwiseConv2D", in_channels=ri(2, 20), depth_multiplier=1, kernel_size=[3, 3],
+                   dilation_rate=[1, 1], padding_mode="zeros", padding=["same", "explicit", "valid"][cycle % 3])
+        s = ri(1, 2)
+        cfg["strides"] = [s, s + ri(1, 2)][:: 1 if cycle % 2 == 0 else -1]
+        del cfg["filters"], cfg["groups"]
+        return lambda c, g: True
     if theme in ("groups", "groups_padding_mode"):
         g = ri(2, 4)
         cfg["groups"] = g
