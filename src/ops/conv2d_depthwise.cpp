@@ -145,8 +145,8 @@ class Depthwise final : public detail::Conv2dImpl {
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
              (!fold_ && sweeps(ctx_.g.n * ctx_.g.ih * ctx_.g.iw * ctx_.g.ic)
                   ? std::string(", each group's new rows prefetched in address order first") +
-                        (ctx_.g.oc <= 32 ? " (not in the weight gradient: 32 channels or fewer)"
-                         : ctx_.g.sh == 1 ? " (weight gradient: then in segments of " + std::to_string(kStreamSegment) +
+                        (ctx_.g.oc <= 32 ? " (not in the weight gradient: 32 channels or fewer)" : "") +
+                        (ctx_.g.sh == 1 ? " (weight gradient: in segments of " + std::to_string(kStreamSegment) +
                                               " pixels, the next one prefetched)"
                                         : "")
                   : "") +
@@ -503,9 +503,11 @@ class Depthwise final : public detail::Conv2dImpl {
     // items to balance the threads); another padding mode runs whole rows (its tables cover every channel).
     const int64_t R = group_rows_, groups = (g.oh + R - 1) / R;
     const int64_t cblocks = fold_ ? 1 : (g.oc + group_cblock_ - 1) / group_cblock_, cbw = fold_ ? g.oc : group_cblock_;
-    // Not over pixels of 32 channels or fewer (two lines): conv2_1/dw (112x112x32) measured 1.36-1.49 -> 1.22-1.40x
-    // with sweeps in three A/Bs at mb 32, where its forward pass gained (1.21-1.26 -> 1.55-1.92).
-    const bool sweep = !fold_ && (g.oc > 32 || g_depthwise_row_sweeps.load() == 1) && sweeps(g.n * g.ih * g.iw * g.ic);
+    // Past kStreamBytes, the stride-1 rows in segments; the sweeps not over pixels of 32 channels or fewer (two
+    // lines): conv2_1/dw (112x112x32) measured 1.36-1.49 -> 1.22-1.40x with them in three A/Bs at mb 32, where its
+    // forward pass gained (1.21-1.26 -> 1.55-1.92).
+    const bool large = !fold_ && sweeps(g.n * g.ih * g.iw * g.ic);
+    const bool sweep = large && (g.oc > 32 || g_depthwise_row_sweeps.load() == 1);
     const int used = parallel_for(wgrad_threads_, g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int t) {
       float* pdw = t == 0 ? dw : buf.partials + (t - 1) * part_size;
       float* pdb = db ? (t == 0 ? db : buf.partials + (t - 1) * part_size + dw_size) : nullptr;
@@ -538,8 +540,7 @@ class Depthwise final : public detail::Conv2dImpl {
                        (nr - 1) * g.sh + 3, g.iw, g.ic, cb);
             sweep_rows(dzs, 0, nr, g.ow, g.oc, cb);
           }
-          // At stride 1, from L2 in segments (see kStreamSegment).
-          const int64_t seg = sweep && g.sh == 1 ? kStreamSegment : 0;
+          const int64_t seg = large && g.sh == 1 ? kStreamSegment : 0;
           in_segments(g.ow, seg, g.sw, -g.pad_left, g.iw, g.ic, cb, rows, (nr - 1) * g.sh + 3, dzs, nr,
                       [&](int64_t j0, int64_t np) {
                         const float* d[kMaxGroupRows];
