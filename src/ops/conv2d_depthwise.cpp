@@ -48,10 +48,10 @@ constexpr int64_t kRowChannelBlock = 64;
 // Group kernels (stride 1 and 2, zero padding) over an input larger than kStreamBytes (from memory, not the caches)
 // start each work item by prefetching, in address order, the rows it reads that the thread's previous item did not
 // (the weight gradient: its dz rows too), then run the group's rows from L2. The kernels' own order, every channel
-// block of a tile of columns over 5-8 rows at once, reads lines 512+ bytes apart in turn: a synthetic walk of that
-// order with no arithmetic read at a third to a half of what a plain sweep reads (one thread 8-14 against 23-25
-// GB/s); a sweep of each item's rows first brought the walk from 8.7 to 12.6 GB/s on one thread, 16.9 to 24.5 on
-// two. The stride-1 weight gradient then still runs its rows in segments of kStreamSegment output pixels, each
+// block of a tile of columns over 5-8 rows at once, reads lines 512+ bytes apart in turn: bench/row_walk (that
+// order with no arithmetic, 32 x 56 x 56 x 128 floats) read at 9.4-9.8 GB/s on one thread where a plain sweep read
+// at 27-41, 19-21 on two against 63-71, and with a sweep of each item's rows first at 11.7-14.1 and 28-36 GB/s.
+// The stride-1 weight gradient then still runs its rows in segments of kStreamSegment output pixels, each
 // preceded by prefetches of the next segment's pixels (what every stride-1 group kernel did before the sweeps; the
 // forward pass measured better without them). Measured at mb 32 (2 threads, medians of 5-7 alternating runs, ratio
 // to oneDNN) in docs/performance.md. Inputs within kStreamBytes keep no sweep (conv5_6/dw, 14x14x512 stride 2 at mb
