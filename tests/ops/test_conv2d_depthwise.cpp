@@ -173,8 +173,8 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
       set_isa(isa);
       for (int threads : {1, 2, 3}) {
         set_num_threads(threads);
-        // The group kernels' items each preceded by a sweep of prefetches over their rows (taken for inputs past
-        // kStreamBytes), forced here on small shapes: whatever the prefetches reach, the results stay the same, and
+        // The group kernels' items (and stride-2 backward data's dx rows) each preceded by a sweep of prefetches
+        // over their rows (taken for tensors past kStreamBytes), forced here on small shapes: whatever the prefetches reach, the results stay the same, and
         // the stride-1 weight gradient's segments end inside and at the row's borders.
         for (int sweeps : {-1, 1}) {
           if (sweeps == 1 && threads == 3) continue;
