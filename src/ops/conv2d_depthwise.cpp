@@ -404,10 +404,12 @@ class Depthwise final : public detail::Conv2dImpl {
         for (int64_t x = 0; x < width; ++x) prefetch_floats(rows[k] + x * C, cb);
   }
 
-  // The input rows a group shares with the one before it (same image and channels): the last 3 - stride of that
-  // one's (group_input_rows' rows start stride * R apart, each group reading (R - 1) * stride + 3).
-  static int64_t rows_shared_with_previous(bool previous_is_neighbour, int64_t stride) {
-    return previous_is_neighbour ? std::max<int64_t>(0, 3 - stride) : 0;
+  // The input rows group item `it` shares with the thread's item before it (first item i0; channel ranges fastest,
+  // cblocks of them; q0 the item's first output row): where that one is the group above in the same image and
+  // channels, its last 3 - stride rows (group_input_rows' rows start stride * R apart, each group reading
+  // (R - 1) * stride + 3); otherwise none.
+  static int64_t rows_shared_with_previous(int64_t it, int64_t i0, int64_t cblocks, int64_t q0, int64_t stride) {
+    return it > i0 && cblocks == 1 && q0 > 0 ? std::max<int64_t>(0, 3 - stride) : 0;
   }
 
   // Runs call(j0, np) over output pixels [0, out_w) in segments of seg (one call where seg is 0), before each call
@@ -456,9 +458,7 @@ class Depthwise final : public detail::Conv2dImpl {
                          rows);
         for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
         const int64_t nin = (nr - 1) * stride + 3;
-        // The previous item is this one's neighbour where it is the group above, same image and channels.
-        if (sweep)
-          sweep_rows(rows, rows_shared_with_previous(it > i0 && cblocks == 1 && q0 > 0, stride), nin, in_w, C, cb);
+        if (sweep) sweep_rows(rows, rows_shared_with_previous(it, i0, cblocks, q0, stride), nin, in_w, C, cb);
         ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
                                static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
                                static_cast<std::size_t>(col_stride), rows, in_w, ix0, w + c0, b ? b + c0 : nullptr,
@@ -543,8 +543,8 @@ class Depthwise final : public detail::Conv2dImpl {
                            rows);
           for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
           if (sweep) {
-            sweep_rows(rows, rows_shared_with_previous(it > i0 && cblocks == 1 && q0 > 0, g.sh),
-                       (nr - 1) * g.sh + 3, g.iw, g.ic, cb);
+            sweep_rows(rows, rows_shared_with_previous(it, i0, cblocks, q0, g.sh), (nr - 1) * g.sh + 3, g.iw, g.ic,
+                       cb);
             sweep_rows(dzs, 0, nr, g.ow, g.oc, cb);
           }
           const int64_t seg = large && g.sh == 1 ? kStreamSegment : 0;
