@@ -122,6 +122,7 @@ class Gemm1x1 : public ::testing::Test {
   void TearDown() override {
     reset_isa();
     set_num_threads(0);
+    ops::g_gemm_1x1_prefetch = -1;
   }
 };
 
@@ -205,6 +206,43 @@ TEST_F(Gemm1x1, LargeOutputsStreamedMatchTheReference) {
       const Conv2dPlan plan = Conv2dPlan::create(pr.p, in, Conv2dAlgorithm::gemm_1x1);
       testops::check_streamed_outputs(plan, pr, e, b.dirs, to_string(isa) + " " + testops::describe(pr.p, in));
     }
+  }
+}
+
+// The forward's prefetch of the next row tile of x (ops::g_gemm_1x1_prefetch forced on, then off) over rows in
+// place, gathered, copied padded and in group slices, partial last tiles and one-block outputs: the results of the
+// reference either way, on every ISA. And the rule: on for short rows streamed from memory (x + y past
+// ops::kStreamBytes), off for the same layer on a small batch and for rows of 2 KiB.
+TEST_F(Gemm1x1, PrefetchedRowsMatchTheReference) {
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    std::vector<Case> cases = strided_cases(config::kernels(isa));
+    for (Case& c : random_cases(23u + static_cast<uint32_t>(isa), 20)) cases.push_back(c);
+    cases.push_back({"x_1024_padded", pointwise(40, 1, 1), {1, 3, 11, 1024}});
+    cases.push_back({"groups_2_padded", pointwise(64, 1, 1, 2), {1, 4, 5, 1024}});
+    cases.push_back({"strided_gather", pointwise(24, 2, 2), {1, 7, 9, 1024}});
+    for (const Case& c : cases)
+      for (int force : {1, 0}) {
+        ops::g_gemm_1x1_prefetch = force;
+        const Problem pr(c.p, c.input, 5u);
+        const Expected e(pr);
+        set_num_threads(2);
+        const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1);
+        testops::check_plan(plan, pr, e,
+                            to_string(isa) + " " + c.name + " " + testops::describe(c.p, c.input) + " prefetch " +
+                                std::to_string(force));
+      }
+  }
+  ops::g_gemm_1x1_prefetch = -1;
+  const auto rule = [](const Shape& in, int filters) {
+    return Conv2dPlan::create(pointwise(filters, 1, 1), in, Conv2dAlgorithm::gemm_1x1).explain().find("prefetches") !=
+           std::string::npos;
+  };
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    EXPECT_TRUE(rule({32, 56, 56, 64}, 64)) << to_string(isa) << ": res2a_branch2a at mb 32";
+    EXPECT_FALSE(rule({1, 56, 56, 64}, 64)) << to_string(isa) << ": res2a_branch2a at mb 1";
+    EXPECT_FALSE(rule({32, 28, 28, 512}, 128)) << to_string(isa) << ": res3b_branch2a at mb 32 (rows of 2 KiB)";
   }
 }
 
