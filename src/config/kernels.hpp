@@ -27,6 +27,10 @@ struct KernelTable {
   uk::Dwconv3x3RowsFn dwconv3x3_rows;           // ... up to dw_group_rows output rows at once
   uk::Dwconv3x3RowsWgradFn dwconv3x3_rows_wgrad;  // ... and their weight gradient
   int dw_group_rows;                            // rows dwconv3x3_rows does in one pass (1: one at a time)
+  // A plain GEMM over two nr-wide blocks at once (null where the ISA has none): wide_mr rows x 2 nr columns.
+  uk::GemmWideFn gemm_wide;
+  int wide_mr;
+  const char* gemm_wide_name;
 };
 
 // The kernels of `isa`; the caller checks cpu_supports(isa) first (active_isa() only returns supported ones).

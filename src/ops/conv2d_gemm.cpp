@@ -82,6 +82,18 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     if (aliasing_stride(g.ic) && (gather_ || !strided_) && rows_ * (g.ic + kRowPad) + fwd_other <= bound)
       fwd_lda_ = g.ic + kRowPad;
     copy_fwd_ = gather_ || fwd_lda_ != g.ic;
+    // The wide kernel (two packed blocks a tile) over rows of x in place or copied, with the column blocks fastest,
+    // where one tile of it covers a group's 2 NR output channels. Measured (convkit bench --vs onednn at mb 32,
+    // medians of 8-10 runs of each build alternating, ratio to oneDNN before -> after): 64 -> 64 channels (56x56)
+    // 0.92-0.94 -> 1.00-1.04, 256 -> 64 0.86-0.87 -> 0.97-1.12, 32 -> 64 (112x112) 0.89 -> 1.00-1.03; mb 1 even to
+    // 0.93 -> 1.02. Elsewhere it did not pay: 64 -> 48 / 40 0.72 / 0.83 -> 0.66 / 0.80 (a partial second block),
+    // 64 -> 128 0.97-0.99 -> 0.98-1.08, 128 -> 128 0.91-0.92 -> 0.93, 512 -> 128 0.99 -> 0.95, 64 -> 256 1.01 ->
+    // 0.93, 128 -> 512 0.99 -> 0.96.
+    fwd_wide_ = ctx_.k->gemm_wide && (!strided_ || copy_fwd_) && !fwd_tiles_fastest_ && g.oc_per_group() == 2 * nr;
+    if (fwd_wide_) {
+      wide_tiles_ = (rows_ + ctx_.k->wide_mr - 1) / ctx_.k->wide_mr;
+      wide_blocks_ = (g.oc_per_group() + 2 * nr - 1) / (2 * nr);
+    }
     fwd_prefetch_ = (!strided_ || copy_fwd_) && !fwd_tiles_fastest_ && prefetch_rule();
     const bool bwd_aliasing = aliasing_stride(g.oc);
     bwd_copy_packed_ = bwd_aliasing && rows_ * (g.oc + kRowPad) <= bound;
@@ -126,8 +138,11 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       padded += std::string(padded.empty() ? " " : " and ") + (bwd_copy_call_ ? "dz" : "dz (packed weights)");
     if (!padded.empty()) padded = ";" + padded + " rows copied 64 bytes longer (4 KiB rows alias in L1)";
     if (fwd_prefetch_) padded += "; forward prefetches the next row tile of x (short rows streamed from memory)";
-    if (!strided_) return gemm + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
-    return (gather_ ? gemm + " on the gathered strided rows" : igemm + " on the strided rows") + " (forward), " +
+    const std::string fwd = fwd_wide_ ? std::string(ctx_.k->gemm_wide_name) : gemm;
+    if (!strided_)
+      return fwd_wide_ ? fwd + " (forward), " + gemm + " (backward data), " + ctx_.k->wgrad_name + " (weights)" + padded
+                       : gemm + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
+    return (gather_ ? fwd + " on the gathered strided rows" : igemm + " on the strided rows") + " (forward), " +
            igemm + " into the strided rows (backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
   }
 
@@ -288,18 +303,20 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   }
 
   // Whether the forward GEMM, with its column blocks fastest over rows of x in place, prefetches the next row tile
-  // of x while it runs the current tile's blocks (each block a share of the lines). Where the rows are short (at most
-  // 512 bytes) the hardware's prefetcher, following each of a tile's MR rows on its own, has too few lines a row to
-  // find the streams in, and each new tile waits on memory; where x and y stay in cache the prefetches only cost
-  // issue slots. Measured (2 threads, plan.forward_packed with and without in alternation in one process, medians of
-  // 20 each; K -> N at mb 32): 64 -> 64 (56x56) 3.23 -> 2.57 ms, 128 -> 256 (28x28) 4.90 -> 4.62, 32 -> 64
-  // (112x112) 5.82 -> 5.57, 64 -> 256 3.3% faster, 128 -> 128 6.8%; at mb 16 (x + y 26 / 19 MB) 15% / 7% faster, at
-  // mb 8 (13 / 10 MB) 8% / 3% slower, at mb 1 4-16% slower. With rows of 1-2 KiB the hardware does better alone (256
-  // -> 64 and 512 -> 128 at mb 32 5% / 9% slower with them). Backward data (rows of dz) measured even: not there.
+  // of x while it runs the current tile's blocks (each block a share of the lines). Where the rows are short the
+  // hardware's prefetcher, following each of a tile's rows on its own, has too few lines a row to find the streams
+  // in, and each new tile waits on memory; where x and y stay in cache the prefetches only cost issue slots.
+  // Measured (2 threads, forward_packed with and without in alternation in one process: bench/gemm_prefetch, medians
+  // of 15-21 rounds; K -> N at mb 32). The 14 x 32 kernel: 64 -> 64 (56x56) 3.08 -> 2.52 ms, 64 -> 256 11.05 ->
+  // 9.93, 128 -> 128 10.84 -> 9.59, 32 -> 64 (112x112) 5.82 -> 5.57; at mb 16 (x + y 26 / 19 MB) 15% / 7% faster,
+  // at mb 8 (13 / 10 MB) 8% / 3% slower, at mb 1 4-13% slower; rows of 1-2 KiB 3-12% slower. The wide kernel (6
+  // rows a tile, 64 columns): 64 -> 64 0.5-2% faster, 32 -> 64 10-11% slower (its 6 rows are 12 lines in a row: a
+  // stream the hardware finds), 256 -> 64 2% faster to 11% slower.
   bool prefetch_rule() const {
     const Conv2dGeometry& g = ctx_.g;
-    const int64_t streamed = rows_ * (g.ic + g.oc) * int64_t{sizeof(float)};
-    return g.ic_per_group() * int64_t{sizeof(float)} <= 512 && fwd_blocks_ > 1 && streamed > kStreamBytes;
+    const int64_t row_bytes = g.ic_per_group() * int64_t{sizeof(float)};
+    if (rows_ * (g.ic + g.oc) * int64_t{sizeof(float)} <= kStreamBytes) return false;
+    return fwd_wide_ ? row_bytes >= 256 && row_bytes <= 512 : row_bytes <= 512 && fwd_blocks_ > 1;
   }
   // Part `part` of `parts` of the lines of `rows` rows of A (n floats each, lda apart) from a, prefetched. Inlined
   // always: GCC takes a function whose only effects are prefetches for one with none, and drops its calls.
@@ -322,6 +339,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   // block is packed once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias in
   // the caches. The plain GEMM packs during the block's first tile; the indirect one copies the block first.
   void run_forward(const Rows& rows, const Weights& wb, const float* bias, float* y, float* buffers) const {
+    if (fwd_wide_) return run_forward_wide(rows, wb, bias, y);
     const float* x = rows.a;
     const bool dense = rows.dense;
     const Conv2dGeometry& g = ctx_.g;
@@ -374,6 +392,39 @@ class Gemm1x1 final : public detail::Conv2dImpl {
           ctx_.k->igemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg), 1,
                         x + t.grp * icg, src_off_.data() + r0, x, wp, static_cast<std::size_t>(w_stride), bb, cp,
                         out_off_.data(), &params);
+        if (post)
+          for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * g.oc, nc);
+      }
+      if (params.stream) uk::store_fence();
+    });
+  }
+
+  // run_forward through the wide kernel: tiles of wide_mr rows x two column blocks, the blocks fastest.
+  void run_forward_wide(const Rows& rows, const Weights& wb, const float* bias, float* y) const {
+    const float* x = rows.a;
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t mr = ctx_.k->wide_mr, nr = ctx_.k->nr, G = g.groups, nb = wide_blocks_, tiles = wide_tiles_;
+    const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+    const Activation act = ctx_.activation;
+    uk::GemmParams params = gemm_params(act);
+    const bool post = needs_post_activation(act);
+    params.stream = !post && streams(rows_ * g.oc);
+    const int force = g_gemm_1x1_prefetch.load(std::memory_order_relaxed);
+    const bool prefetch = force >= 0 ? force == 1 : fwd_prefetch_;
+    // The second block of a tile: the next packed block, or the next nr columns of the kernel in place.
+    const std::size_t half = static_cast<std::size_t>(wb.block_step ? wb.block_step : nr);
+    parallel_for(ctx_.threads, tiles * G * nb, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t tile = it / (nb * G), grp = (it / nb) % G, j = it % nb;
+        const int64_t r0 = tile * mr, m = std::min(mr, rows_ - r0), col = grp * ocg + j * 2 * nr;
+        const int64_t nc = std::min(2 * nr, ocg - j * 2 * nr);
+        float* cp = y + r0 * g.oc + col;
+        if (prefetch && tile + 1 < tiles)
+          prefetch_rows(x + (r0 + mr) * rows.lda + grp * icg, rows.lda, std::min(mr, rows_ - r0 - mr), icg, j, nb);
+        ctx_.k->gemm_wide(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg),
+                          x + r0 * rows.lda + grp * icg, static_cast<std::size_t>(rows.lda), wb.block(grp, 2 * j, nr),
+                          static_cast<std::size_t>(wb.stride), half, bias ? bias + col : nullptr, cp,
+                          static_cast<std::size_t>(g.oc), &params);
         if (post)
           for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * g.oc, nc);
       }
@@ -441,7 +492,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   bool strided_ = false;
   int64_t fwd_chunk_ = 0, bwd_chunk_ = 0;
   bool fwd_tiles_fastest_ = false, bwd_tiles_fastest_ = false, thread_pack_ = false, full_pack_ = false;
-  bool gather_ = false, copy_fwd_ = false, fwd_prefetch_ = false;
+  bool gather_ = false, copy_fwd_ = false, fwd_prefetch_ = false, fwd_wide_ = false;
+  int64_t wide_tiles_ = 0, wide_blocks_ = 0;
   int64_t fwd_lda_ = 0;
   bool bwd_copy_packed_ = false, bwd_copy_call_ = false;
   std::vector<int64_t> src_off_, out_off_, tail_off_, dz_off_, dz_tail_off_;

@@ -41,6 +41,14 @@ using GemmFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, const fl
                         const float* w, std::size_t w_stride, const float* bias, float* c, std::size_t c_stride,
                         const GemmParams* p);
 
+// The same over a register block two packed blocks wide: columns [0, NR) of B row k at w + k * w_stride, columns
+// [NR, 2 NR) at w + w_half + k * w_stride (nc <= 2 NR; columns past nc are never read).
+using GemmWideFn = void (*)(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
+                            const float* w, std::size_t w_stride, std::size_t w_half, const float* bias, float* c,
+                            std::size_t c_stride, const GemmParams* p);
+void f32_gemm_wide_6x64__avx512(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
+                                std::size_t, std::size_t, const float*, float*, std::size_t, const GemmParams*);
+
 // Indirect GEMM: row r of A for tap t is a_base + a_off[t * MR + r] (kc floats; zero[] when the offset is
 // negative); row r of C is c_base + c_off[r]. Rows >= mr of a_off must hold valid offsets (the table repeats the
 // last row); they are computed and dropped. ks may be 0 (C = act(bias)).

@@ -240,9 +240,55 @@ TEST_F(Gemm1x1, PrefetchedRowsMatchTheReference) {
   };
   for (Isa isa : isas()) {
     set_isa(isa);
-    EXPECT_TRUE(rule({32, 56, 56, 64}, 64)) << to_string(isa) << ": res2a_branch2a at mb 32";
-    EXPECT_FALSE(rule({1, 56, 56, 64}, 64)) << to_string(isa) << ": res2a_branch2a at mb 1";
+    EXPECT_TRUE(rule({32, 56, 56, 128}, 128)) << to_string(isa) << ": conv3_1/pw at mb 32";
+    EXPECT_FALSE(rule({1, 56, 56, 128}, 128)) << to_string(isa) << ": conv3_1/pw at mb 1";
     EXPECT_FALSE(rule({32, 28, 28, 512}, 128)) << to_string(isa) << ": res3b_branch2a at mb 32 (rows of 2 KiB)";
+  }
+}
+
+// The wide kernel's forward (two packed blocks a tile, where the ISA has one; OC/G = 2 NR): rows around its tile
+// (and the half tile), output channel counts around 2 NR (those others keep the plain kernel),
+// groups, every activation, with and without a bias, in place and gathered: the reference's results,
+// forward_packed == forward bit for bit, and explain() naming the kernel exactly where it runs.
+TEST_F(Gemm1x1, WideKernelMatchesTheReference) {
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    const config::KernelTable& k = config::kernels(isa);
+    const int wm = k.gemm_wide ? k.wide_mr : k.mr, nr = k.nr;
+    std::vector<Case> cases;
+    int act = 0;
+    auto add = [&](std::string name, Conv2dParams p, Shape in, bool bias = true) {
+      p.activation = kActs[act++ % 4];
+      p.use_bias = bias;
+      cases.push_back({std::move(name), p, std::move(in)});
+    };
+    for (int rows : {1, wm / 2, wm / 2 + 1, wm - 1, wm, wm + 1, 2 * wm + 1, 49})
+      add("rows" + std::to_string(rows), pointwise(2 * nr, 1, 1), {1, 1, rows, 7}, rows % 2 == 0);
+    for (int oc : {nr + 1, 2 * nr - 1, 2 * nr})
+      add("oc" + std::to_string(oc), pointwise(oc, 1, 1), {2, 3, 5, 13}, oc % 2 == 1);
+    add("groups2", pointwise(2 * 2 * nr, 1, 1, 2), {1, 4, 5, 2 * 9});
+    add("groups3", pointwise(3 * 2 * nr, 1, 1, 3), {2, 3, 3, 3 * 5});
+    add("long_rows", pointwise(2 * nr, 1, 1), {1, 5, 6, 300});
+    add("narrow_past_2nr", pointwise(2 * nr + 1, 1, 1), {1, 3, 5, 9});
+    add("narrow_nr", pointwise(nr, 1, 1), {1, 3, 5, 9});
+    add("gathered_s2", pointwise(2 * nr, 2, 2), {1, 7, 9, 1024});
+    for (const Case& c : cases) {
+      const Problem pr(c.p, c.input, 13u);
+      const Expected e(pr);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        const std::string what = to_string(isa) + " " + c.name + " " + testops::describe(c.p, c.input) +
+                                 " threads " + std::to_string(threads);
+        const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1, Conv2dWeights::packed_once);
+        const bool strided = c.p.strides.h != 1, gathered = plan.explain().find("gathered") != std::string::npos;
+        const bool width = c.p.filters / c.p.groups == 2 * nr;
+        EXPECT_EQ(plan.explain().find("gemm_wide") != std::string::npos,
+                  k.gemm_wide && width && (!strided || gathered))
+            << what << "\n" << plan.explain();
+        testops::check_plan(plan, pr, e, what);
+        testops::expect_packed_matches_per_call(plan, pr, what);
+      }
+    }
   }
 }
 

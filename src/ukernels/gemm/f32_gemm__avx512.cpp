@@ -13,6 +13,16 @@ void f32_gemm_14x32__avx512(std::size_t mr, std::size_t nc, std::size_t kc, cons
   gemm_tile<14, 2>(mr, nc, kc, a, a_stride, w, w_stride, bias, c, c_stride, p);
 }
 
+// 6 x 64 (6 rows x 4 vectors: 24 accumulators + 4 weight vectors + 1 broadcast): 10 loads for 24 FMAs instead of 16
+// for 28, and a tile of 6 rows of A instead of 14. Measured on Zen 5 (2 threads, the kernel loop alone over rows
+// streamed from memory): 64 -> 64 channels 2.21 -> 2.00 ms, 256 -> 64 10.4 -> 8.8 ms, 512 -> 128 8.6 -> 8.1-8.4 ms,
+// 512 -> 512 even.
+void f32_gemm_wide_6x64__avx512(std::size_t mr, std::size_t nc, std::size_t kc, const float* a, std::size_t a_stride,
+                                const float* w, std::size_t w_stride, std::size_t w_half, const float* bias, float* c,
+                                std::size_t c_stride, const GemmParams* p) {
+  gemm_wide_tile<6, 4>(mr, nc, kc, a, a_stride, w, w_stride, w_half, bias, c, c_stride, p);
+}
+
 void f32_igemm_14x32__avx512(std::size_t mr, std::size_t nc, std::size_t kc, std::size_t ks, const float* a_base,
                              const int64_t* a_off, const float* zero, const float* w, std::size_t w_stride,
                              const float* bias, float* c_base, const int64_t* c_off, const GemmParams* p) {

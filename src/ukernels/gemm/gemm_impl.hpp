@@ -152,6 +152,54 @@ inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const floa
   }
 }
 
+// The wide GEMM (uk::GemmWideFn): the register block spans two NV/2-vector column blocks of B, the second w_half
+// floats after the first (the next packed block, or the next columns of a kernel read in place).
+template <int MR, int NV, bool FULL>
+inline void gemm_wide_body(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
+                           const float* w, std::size_t w_stride, std::size_t w_half, const float* bias, float* c0,
+                           std::size_t c_stride, const GemmParams* p) {
+  static_assert(NV % 2 == 0, "two column blocks of NV / 2 vectors");
+  constexpr int H = NV / 2;
+  const float* a[MR];
+  float* rows[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    // Rows past mr repeat the last one: computed, never stored, never read out of bounds.
+    const std::size_t rr = std::size_t(r) < mr ? std::size_t(r) : mr - 1;
+    a[r] = a0 + rr * a_stride;
+    rows[r] = c0 + rr * c_stride;
+  }
+  Acc<MR, NV> acc;
+  acc_init_bias(acc, bias, nc);
+  for (std::size_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+      const std::size_t done = std::size_t(j) * kW;
+      const float* src = w + (j < H ? done : w_half + (done - std::size_t(H) * kW));
+      b[j] = FULL ? Simd::loadu(src) : done < nc ? load_upto(src, nc - done) : Simd::zero();
+    }
+    w += w_stride;
+    acc_step(acc, a, k, b);
+  }
+  acc_store(acc, mr, nc, rows, p);
+}
+
+template <int MR, int NV>
+inline void gemm_wide_tile(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
+                           const float* w, std::size_t w_stride, std::size_t w_half, const float* bias, float* c0,
+                           std::size_t c_stride, const GemmParams* p) {
+  if constexpr (MR >= 6) {
+    // As gemm_tile: a tile of at most half the rows (the last of a 7x7 map: 49 = 8 x 6 + 1) runs the half block.
+    if (mr <= std::size_t(MR / 2))
+      return gemm_wide_tile<MR / 2, NV>(mr, nc, kc, a0, a_stride, w, w_stride, w_half, bias, c0, c_stride, p);
+  }
+  if (nc == std::size_t(NV * kW))
+    gemm_wide_body<MR, NV, true>(mr, nc, kc, a0, a_stride, w, w_stride, w_half, bias, c0, c_stride, p);
+  else
+    gemm_wide_body<MR, NV, false>(mr, nc, kc, a0, a_stride, w, w_stride, w_half, bias, c0, c_stride, p);
+}
+
 // One tap of the indirect GEMM over the rows LO <= r < HI: acc[r] += a[r][0 .. kc) . w (kc rows, w_stride apart).
 template <int LO, int HI, int MR, int NV, bool FULL>
 inline __attribute__((always_inline)) void igemm_tap(Acc<MR, NV>& acc, const float* const (&a)[MR], const float* w,
