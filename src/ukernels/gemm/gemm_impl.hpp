@@ -36,12 +36,15 @@ inline __attribute__((always_inline)) void acc_init_bias(Acc<MR, NV>& acc, const
 }
 
 // One weight row: NR floats, or (FULL false) nc of them with zeros after: the row may be the end of the weights.
-template <int NV, bool FULL>
-inline __attribute__((always_inline)) void load_row(V (&b)[NV], const float* w, std::size_t nc) {
-#pragma GCC unroll 4
+// SPLIT (the wide GEMM): the second half of the row's vectors starts w_half floats after the first.
+template <int NV, bool FULL, bool SPLIT = false>
+inline __attribute__((always_inline)) void load_row(V (&b)[NV], const float* w, std::size_t nc,
+                                                    std::size_t w_half = 0) {
+#pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) {
     const std::size_t done = std::size_t(j) * kW;
-    b[j] = FULL ? Simd::loadu(w + done) : done < nc ? load_upto(w + done, nc - done) : Simd::zero();
+    const float* src = SPLIT && j >= NV / 2 ? w + w_half + (done - std::size_t(NV / 2) * kW) : w + done;
+    b[j] = FULL ? Simd::loadu(src) : done < nc ? load_upto(src, nc - done) : Simd::zero();
   }
 }
 
@@ -96,11 +99,13 @@ inline __attribute__((always_inline)) void acc_store(Acc<MR, NV>& acc, std::size
   }
 }
 
-// PACK: each row of B read is also stored at p->pack + k * NR (GemmParams::pack).
-template <int MR, int NV, bool FULL, bool PACK = false>
+// PACK: each row of B read is also stored at p->pack + k * NR (GemmParams::pack). SPLIT: the wide GEMM
+// (uk::GemmWideFn), whose rows of B come in two halves, the second w_half floats after the first.
+template <int MR, int NV, bool FULL, bool PACK = false, bool SPLIT = false>
 inline void gemm_body(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
                       const float* w, std::size_t w_stride, const float* bias, float* c0, std::size_t c_stride,
-                      const GemmParams* p) {
+                      const GemmParams* p, std::size_t w_half = 0) {
+  static_assert(!(PACK && SPLIT) && (!SPLIT || NV % 2 == 0), "packing reads one block; a split row two halves");
   const float* a[MR];
   float* rows[MR];
 #pragma GCC unroll 16
@@ -115,7 +120,7 @@ inline void gemm_body(std::size_t mr, std::size_t nc, std::size_t kc, const floa
   float* pack = PACK ? p->pack : nullptr;
   for (std::size_t k = 0; k < kc; ++k) {
     V b[NV];
-    load_row<NV, FULL>(b, w, nc);
+    load_row<NV, FULL, SPLIT>(b, w, nc, w_half);
     w += w_stride;
     if constexpr (PACK) {
 #pragma GCC unroll 4
@@ -154,37 +159,6 @@ inline void gemm_tile(std::size_t mr, std::size_t nc, std::size_t kc, const floa
 
 // The wide GEMM (uk::GemmWideFn): the register block spans two NV/2-vector column blocks of B, the second w_half
 // floats after the first (the next packed block, or the next columns of a kernel read in place).
-template <int MR, int NV, bool FULL>
-inline void gemm_wide_body(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
-                           const float* w, std::size_t w_stride, std::size_t w_half, const float* bias, float* c0,
-                           std::size_t c_stride, const GemmParams* p) {
-  static_assert(NV % 2 == 0, "two column blocks of NV / 2 vectors");
-  constexpr int H = NV / 2;
-  const float* a[MR];
-  float* rows[MR];
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    // Rows past mr repeat the last one: computed, never stored, never read out of bounds.
-    const std::size_t rr = std::size_t(r) < mr ? std::size_t(r) : mr - 1;
-    a[r] = a0 + rr * a_stride;
-    rows[r] = c0 + rr * c_stride;
-  }
-  Acc<MR, NV> acc;
-  acc_init_bias(acc, bias, nc);
-  for (std::size_t k = 0; k < kc; ++k) {
-    V b[NV];
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) {
-      const std::size_t done = std::size_t(j) * kW;
-      const float* src = w + (j < H ? done : w_half + (done - std::size_t(H) * kW));
-      b[j] = FULL ? Simd::loadu(src) : done < nc ? load_upto(src, nc - done) : Simd::zero();
-    }
-    w += w_stride;
-    acc_step(acc, a, k, b);
-  }
-  acc_store(acc, mr, nc, rows, p);
-}
-
 template <int MR, int NV>
 inline void gemm_wide_tile(std::size_t mr, std::size_t nc, std::size_t kc, const float* a0, std::size_t a_stride,
                            const float* w, std::size_t w_stride, std::size_t w_half, const float* bias, float* c0,
@@ -195,9 +169,9 @@ inline void gemm_wide_tile(std::size_t mr, std::size_t nc, std::size_t kc, const
       return gemm_wide_tile<MR / 2, NV>(mr, nc, kc, a0, a_stride, w, w_stride, w_half, bias, c0, c_stride, p);
   }
   if (nc == std::size_t(NV * kW))
-    gemm_wide_body<MR, NV, true>(mr, nc, kc, a0, a_stride, w, w_stride, w_half, bias, c0, c_stride, p);
+    gemm_body<MR, NV, true, false, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p, w_half);
   else
-    gemm_wide_body<MR, NV, false>(mr, nc, kc, a0, a_stride, w, w_stride, w_half, bias, c0, c_stride, p);
+    gemm_body<MR, NV, false, false, true>(mr, nc, kc, a0, a_stride, w, w_stride, bias, c0, c_stride, p, w_half);
 }
 
 // One tap of the indirect GEMM over the rows LO <= r < HI: acc[r] += a[r][0 .. kc) . w (kc rows, w_stride apart).
