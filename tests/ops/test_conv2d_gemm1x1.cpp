@@ -249,7 +249,7 @@ TEST_F(Gemm1x1, PrefetchedRowsMatchTheReference) {
 // The wide kernel's forward (two packed blocks a tile, where the ISA has one; OC/G = 2 NR): rows around its tile
 // (and the half tile), output channel counts around 2 NR (those others keep the plain kernel),
 // groups, every activation, with and without a bias, in place and gathered: the reference's results,
-// forward_packed == forward bit for bit, and explain() naming the kernel exactly where it runs.
+// forward_packed == forward bit for bit with no allocation, and explain() naming the kernel exactly where it runs.
 TEST_F(Gemm1x1, WideKernelMatchesTheReference) {
   for (Isa isa : isas()) {
     set_isa(isa);
@@ -286,7 +286,8 @@ TEST_F(Gemm1x1, WideKernelMatchesTheReference) {
                   k.gemm_wide && width && (!strided || gathered))
             << what << "\n" << plan.explain();
         testops::check_plan(plan, pr, e, what);
-        testops::expect_packed_matches_per_call(plan, pr, what);
+        const testops::AllocationCounter count{g_counting, g_allocations};
+        testops::expect_packed_matches_per_call(plan, pr, what, CONVKIT_TEST_COUNTS_ALLOCATIONS ? &count : nullptr);
       }
     }
   }
