@@ -1,13 +1,15 @@
-// bench/gemm_prefetch.cpp — gemm_1x1's forward with and without its software prefetch of the next row tile of x
-// (ops::g_gemm_1x1_prefetch, the rule in src/ops/conv2d_gemm.cpp), alternating in one process so that both see the
+// bench/gemm_prefetch.cpp — gemm_1x1's forward (or backward data) with and without its software prefetch of the next
+// row tile of x (dz) (ops::g_gemm_1x1_prefetch, the rule in src/ops/conv2d_gemm.cpp), alternating in one process so
+// that both see the
 // same buffers and the same spells of load on a noisy machine: per layer, the median over `rounds` of the last of 3
 // back-to-back forward_packed calls each way, and what the rule picks. A program that prints figures, not a test.
 //
-//   gemm_prefetch [mb=32] [rounds=20]
+//   gemm_prefetch [mb=32] [rounds=20] [fwd|bwd_d]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "convkit/conv.hpp"
@@ -39,7 +41,9 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   using namespace convkit;
   const int mb = argc > 1 ? std::atoi(argv[1]) : 32, rounds = argc > 2 ? std::atoi(argv[2]) : 20;
-  std::printf("gemm_1x1 forward, mb %d, median of %d rounds of 3 calls each way (the last call timed)\n", mb, rounds);
+  const bool bwd = argc > 3 && std::string(argv[3]) == "bwd_d";
+  std::printf("gemm_1x1 %s, mb %d, median of %d rounds of 3 calls each way (the last call timed)\n",
+              bwd ? "backward data" : "forward", mb, rounds);
   std::printf("%-28s %8s %8s %9s %-8s\n", "layer", "off ms", "on ms", "on / off", "rule");
   for (const Layer& l : kLayers) {
     Conv2dParams p;
@@ -60,13 +64,16 @@ int main(int argc, char** argv) {
       double t = 0.0;
       for (int c = 0; c < 3; ++c) {
         const auto t0 = std::chrono::steady_clock::now();
-        plan.forward_packed(x.data(), w.data(), packed.data(), b.data(), y.data(), ws.data());
+        if (bwd)
+          plan.backward_data_packed(y.data(), w.data(), packed.data(), x.data(), ws.data());
+        else
+          plan.forward_packed(x.data(), w.data(), packed.data(), b.data(), y.data(), ws.data());
         t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       }
       ms[on].push_back(t);
     }
     ops::g_gemm_1x1_prefetch = -1;
-    const bool rule = plan.explain().find("prefetch") != std::string::npos;
+    const bool rule = plan.explain().find(bwd ? "backward data prefetches" : "forward prefetches") != std::string::npos;
     const double off = median(ms[0]), on = median(ms[1]);
     std::printf("%-28s %8.3f %8.3f %9.3f %-8s\n", l.name, off, on, on / off, rule ? "on" : "off");
   }

@@ -89,12 +89,15 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     // 0.93 -> 1.02. Elsewhere it did not pay: 64 -> 48 / 40 0.72 / 0.83 -> 0.66 / 0.80 (a partial second block),
     // 64 -> 128 0.97-0.99 -> 0.98-1.08, 128 -> 128 0.91-0.92 -> 0.93, 512 -> 128 0.99 -> 0.95, 64 -> 256 1.01 ->
     // 0.93, 128 -> 512 0.99 -> 0.96.
+    // Backward data likewise where a group has 2 NR input channels (its GEMM's columns), stride 1: ratio to oneDNN
+    // with -> without (both with its prefetch; medians of 8 alternating runs): mb 32 res2a_branch1 1.25 / 1.07,
+    // res2a_branch2a 1.05 / 1.02, conv2_2/pw 1.31 / 1.21; mb 1 1.08 / 1.06, 1.16 / 1.10, 1.11 / 1.06.
     fwd_wide_ = ctx_.k->gemm_wide && (!strided_ || copy_fwd_) && !fwd_tiles_fastest_ && g.oc_per_group() == 2 * nr;
-    if (fwd_wide_) {
-      wide_tiles_ = (rows_ + ctx_.k->wide_mr - 1) / ctx_.k->wide_mr;
-      wide_blocks_ = (g.oc_per_group() + 2 * nr - 1) / (2 * nr);
-    }
-    fwd_prefetch_ = (!strided_ || copy_fwd_) && !fwd_tiles_fastest_ && prefetch_rule();
+    bwd_wide_ = ctx_.k->gemm_wide && !strided_ && !bwd_tiles_fastest_ && g.ic_per_group() == 2 * nr;
+    if (ctx_.k->gemm_wide) wide_tiles_ = (rows_ + ctx_.k->wide_mr - 1) / ctx_.k->wide_mr;
+    fwd_prefetch_ = (!strided_ || copy_fwd_) && !fwd_tiles_fastest_ &&
+                    prefetch_rule(g.ic_per_group(), fwd_blocks_, fwd_wide_, true);
+    bwd_prefetch_ = !strided_ && !bwd_tiles_fastest_ && prefetch_rule(g.oc_per_group(), bwd_blocks_, bwd_wide_, false);
     const bool bwd_aliasing = aliasing_stride(g.oc);
     bwd_copy_packed_ = bwd_aliasing && rows_ * (g.oc + kRowPad) <= bound;
     bwd_copy_call_ = bwd_aliasing && rows_ * (g.oc + kRowPad) + backward_pack_floats() <= bound;
@@ -138,10 +141,14 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       padded += std::string(padded.empty() ? " " : " and ") + (bwd_copy_call_ ? "dz" : "dz (packed weights)");
     if (!padded.empty()) padded = ";" + padded + " rows copied 64 bytes longer (4 KiB rows alias in L1)";
     if (fwd_prefetch_) padded += "; forward prefetches the next row tile of x (short rows streamed from memory)";
+    if (bwd_prefetch_) padded += "; backward data prefetches the next row tile of dz";
     const std::string fwd = fwd_wide_ ? std::string(ctx_.k->gemm_wide_name) : gemm;
-    if (!strided_)
-      return fwd_wide_ ? fwd + " (forward), " + gemm + " (backward data), " + ctx_.k->wgrad_name + " (weights)" + padded
-                       : gemm + " (forward, backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
+    if (!strided_) {
+      const std::string bwd = bwd_wide_ ? std::string(ctx_.k->gemm_wide_name) : gemm;
+      const std::string gemms = fwd == bwd ? fwd + " (forward, backward data)"
+                                           : fwd + " (forward), " + bwd + " (backward data)";
+      return gemms + ", " + ctx_.k->wgrad_name + " (weights)" + padded;
+    }
     return (gather_ ? fwd + " on the gathered strided rows" : igemm + " on the strided rows") + " (forward), " +
            igemm + " into the strided rows (backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
   }
@@ -312,11 +319,18 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   // at mb 8 (13 / 10 MB) 8% / 3% slower, at mb 1 4-13% slower; rows of 1-2 KiB 3-12% slower. The wide kernel (6
   // rows a tile, 64 columns): 64 -> 64 0.5-2% faster, 32 -> 64 10-11% slower (its 6 rows are 12 lines in a row: a
   // stream the hardware finds), 256 -> 64 2% faster to 11% slower.
-  bool prefetch_rule() const {
+  // Backward data (rows of dz, k = OC/G; `gemm_prefetch 32 15 bwd_d`, the same rounds, the layers named by their
+  // forward shape K -> N, so dz rows of N floats): 128 -> 32 (112x112) 7.51 -> 6.12 ms, 128 -> 64 5.98 -> 4.95, 128
+  // -> 128 13.07 -> 10.74, 256 -> 128 5.59 -> 4.97, 256 -> 64 12.22 -> 11.14, 64 -> 256 13.49 -> 12.37, 512 -> 128
+  // 10.75 -> 10.28 (rows of 512 bytes), 64 -> 64 even; rows of 2 KiB even (128 -> 512 9.82 / 9.84): there it
+  // prefetches for rows up to 1 KiB, whatever the kernel and the blocks. At mb 8 the same 10-14% faster where x + y
+  // are 26-38 MB, but 12% slower for 64 -> 128 (19 MB).
+  bool prefetch_rule(int64_t k, int64_t blocks, bool wide, bool forward) const {
     const Conv2dGeometry& g = ctx_.g;
-    const int64_t row_bytes = g.ic_per_group() * int64_t{sizeof(float)};
+    const int64_t row_bytes = k * int64_t{sizeof(float)};
     if (rows_ * (g.ic + g.oc) * int64_t{sizeof(float)} <= kStreamBytes) return false;
-    return fwd_wide_ ? row_bytes >= 256 && row_bytes <= 512 : row_bytes <= 512 && fwd_blocks_ > 1;
+    if (!forward) return row_bytes <= 1024;
+    return wide ? row_bytes >= 256 && row_bytes <= 512 : row_bytes <= 512 && blocks > 1;
   }
   // Part `part` of `parts` of the lines of `rows` rows of A (n floats each, lda apart) from a, prefetched. Inlined
   // always: GCC takes a function whose only effects are prefetches for one with none, and drops its calls.
@@ -339,7 +353,11 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   // block is packed once per thread and then read by all the tiles): the in-place rows, OC floats apart, alias in
   // the caches. The plain GEMM packs during the block's first tile; the indirect one copies the block first.
   void run_forward(const Rows& rows, const Weights& wb, const float* bias, float* y, float* buffers) const {
-    if (fwd_wide_) return run_forward_wide(rows, wb, bias, y);
+    if (fwd_wide_)
+      // The second block: the next packed block, or the next NR columns of the kernel in place.
+      return run_wide(rows.a, rows.lda, ctx_.g.ic_per_group(), wb.w, wb.group_step, wb.stride,
+                      wb.block_step ? wb.block_step : ctx_.k->nr, bias, ctx_.activation, y, ctx_.g.oc,
+                      prefetching(fwd_prefetch_));
     const float* x = rows.a;
     const bool dense = rows.dense;
     const Conv2dGeometry& g = ctx_.g;
@@ -350,8 +368,7 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     const bool post = needs_post_activation(act), tf = fwd_tiles_fastest_;
     params.stream = !post && streams(rows_ * g.oc);
     const int64_t chunk = fwd_chunk_;
-    const int force = g_gemm_1x1_prefetch.load(std::memory_order_relaxed);
-    const bool prefetch = dense && !tf && (force >= 0 ? force == 1 : fwd_prefetch_);
+    const bool prefetch = dense && !tf && prefetching(fwd_prefetch_);
     parallel_for(ctx_.threads, tiles * G * nb, [&](int64_t i0, int64_t i1, int slice) {
       float* mine = buffers ? buffers + slice * fwd_block_floats_ : nullptr;
       int64_t have = -1;
@@ -399,37 +416,34 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     });
   }
 
-  // run_forward through the wide kernel: tiles of wide_mr rows x two column blocks, the blocks fastest.
-  void run_forward_wide(const Rows& rows, const Weights& wb, const float* bias, float* y) const {
-    const float* x = rows.a;
-    const Conv2dGeometry& g = ctx_.g;
-    const int64_t mr = ctx_.k->wide_mr, nr = ctx_.k->nr, G = g.groups, nb = wide_blocks_, tiles = wide_tiles_;
-    const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
-    const Activation act = ctx_.activation;
+  // A GEMM through the wide kernel, stride 1 (or over copied rows): C (rows_, G x 2 NR columns, ldc apart) = A (rows
+  // of k floats a group, lda apart) . B, group grp's two blocks at w + grp * w_group, rows w_stride apart, the second
+  // block `half` floats after the first; tiles of wide_mr rows, one item per tile and group.
+  void run_wide(const float* a, int64_t lda, int64_t k, const float* w, int64_t w_group, int64_t w_stride,
+                int64_t half, const float* bias, Activation act, float* c, int64_t ldc, bool prefetch) const {
+    const int64_t mr = ctx_.k->wide_mr, n = 2 * ctx_.k->nr, G = ctx_.g.groups, tiles = wide_tiles_;
     uk::GemmParams params = gemm_params(act);
     const bool post = needs_post_activation(act);
-    params.stream = !post && streams(rows_ * g.oc);
-    const int force = g_gemm_1x1_prefetch.load(std::memory_order_relaxed);
-    const bool prefetch = force >= 0 ? force == 1 : fwd_prefetch_;
-    // The second block of a tile: the next packed block, or the next nr columns of the kernel in place.
-    const std::size_t half = static_cast<std::size_t>(wb.block_step ? wb.block_step : nr);
-    parallel_for(ctx_.threads, tiles * G * nb, [&](int64_t i0, int64_t i1, int) {
+    params.stream = !post && streams(rows_ * ldc);
+    parallel_for(ctx_.threads, tiles * G, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t tile = it / (nb * G), grp = (it / nb) % G, j = it % nb;
-        const int64_t r0 = tile * mr, m = std::min(mr, rows_ - r0), col = grp * ocg + j * 2 * nr;
-        const int64_t nc = std::min(2 * nr, ocg - j * 2 * nr);
-        float* cp = y + r0 * g.oc + col;
+        const int64_t tile = it / G, grp = it % G, r0 = tile * mr, m = std::min(mr, rows_ - r0);
+        float* cp = c + r0 * ldc + grp * n;
         if (prefetch && tile + 1 < tiles)
-          prefetch_rows(x + (r0 + mr) * rows.lda + grp * icg, rows.lda, std::min(mr, rows_ - r0 - mr), icg, j, nb);
-        ctx_.k->gemm_wide(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(icg),
-                          x + r0 * rows.lda + grp * icg, static_cast<std::size_t>(rows.lda), wb.block(grp, 2 * j, nr),
-                          static_cast<std::size_t>(wb.stride), half, bias ? bias + col : nullptr, cp,
-                          static_cast<std::size_t>(g.oc), &params);
+          prefetch_rows(a + (r0 + mr) * lda + grp * k, lda, std::min(mr, rows_ - r0 - mr), k, 0, 1);
+        ctx_.k->gemm_wide(static_cast<std::size_t>(m), static_cast<std::size_t>(n), static_cast<std::size_t>(k),
+                          a + r0 * lda + grp * k, static_cast<std::size_t>(lda), w + grp * w_group,
+                          static_cast<std::size_t>(w_stride), static_cast<std::size_t>(half),
+                          bias ? bias + grp * n : nullptr, cp, static_cast<std::size_t>(ldc), &params);
         if (post)
-          for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * g.oc, nc);
+          for (int64_t r = 0; r < m; ++r) activation_forward(act, cp + r * ldc, n);
       }
       if (params.stream) uk::store_fence();
     });
+  }
+  bool prefetching(bool rule) const {
+    const int force = g_gemm_1x1_prefetch.load(std::memory_order_relaxed);
+    return force >= 0 ? force == 1 : rule;
   }
 
   // dx (source rows, IC) = dz . packed w^T blocks; with a stride, the pixels of dx no output pixel reads get 0.
@@ -438,6 +452,10 @@ class Gemm1x1 final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     const int64_t mr = ctx_.k->mr, nr = ctx_.k->nr, G = g.groups, nb = bwd_blocks_, tiles = tiles_;
     const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group();
+    const bool prefetch = prefetching(bwd_prefetch_);
+    if (bwd_wide_)
+      return run_wide(dz, dzr.lda, ocg, packed, nb * bwd_block_floats_, nr, bwd_block_floats_, nullptr,
+                      Activation::none, dx, g.ic, prefetch);
     uk::GemmParams params = gemm_params(Activation::none);
     params.stream = !strided_ && streams(rows_ * g.ic);
     const bool tf = bwd_tiles_fastest_;
@@ -452,6 +470,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
         const int64_t r0 = t.tile * mr, m = std::min(mr, rows_ - r0), col = t.grp * icg + t.j * nr;
         const int64_t nc = std::min(nr, icg - t.j * nr);
         const float* wb = packed + (t.grp * nb + t.j) * bwd_block_floats_;
+        if (prefetch && !tf && t.tile + 1 < tiles)
+          prefetch_rows(dz + (r0 + mr) * dzr.lda + t.grp * ocg, dzr.lda, std::min(mr, rows_ - r0 - mr), ocg, t.j, nb);
         if (!strided_)
           ctx_.k->gemm(static_cast<std::size_t>(m), static_cast<std::size_t>(nc), static_cast<std::size_t>(ocg),
                        dz + r0 * dzr.lda + t.grp * ocg, static_cast<std::size_t>(dzr.lda), wb,
@@ -493,7 +513,8 @@ class Gemm1x1 final : public detail::Conv2dImpl {
   int64_t fwd_chunk_ = 0, bwd_chunk_ = 0;
   bool fwd_tiles_fastest_ = false, bwd_tiles_fastest_ = false, thread_pack_ = false, full_pack_ = false;
   bool gather_ = false, copy_fwd_ = false, fwd_prefetch_ = false, fwd_wide_ = false;
-  int64_t wide_tiles_ = 0, wide_blocks_ = 0;
+  bool bwd_prefetch_ = false, bwd_wide_ = false;
+  int64_t wide_tiles_ = 0;
   int64_t fwd_lda_ = 0;
   bool bwd_copy_packed_ = false, bwd_copy_call_ = false;
   std::vector<int64_t> src_off_, out_off_, tail_off_, dz_off_, dz_tail_off_;

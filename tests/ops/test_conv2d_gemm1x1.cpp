@@ -235,22 +235,26 @@ TEST_F(Gemm1x1, PrefetchedRowsMatchTheReference) {
   }
   ops::g_gemm_1x1_prefetch = -1;
   const auto rule = [](const Shape& in, int filters) {
-    return Conv2dPlan::create(pointwise(filters, 1, 1), in, Conv2dAlgorithm::gemm_1x1).explain().find("prefetches") !=
-           std::string::npos;
+    return Conv2dPlan::create(pointwise(filters, 1, 1), in, Conv2dAlgorithm::gemm_1x1)
+               .explain()
+               .find("forward prefetches") != std::string::npos;
   };
   for (Isa isa : isas()) {
     set_isa(isa);
     EXPECT_TRUE(rule({32, 56, 56, 128}, 128)) << to_string(isa) << ": conv3_1/pw at mb 32";
+    const Conv2dPlan bwd = Conv2dPlan::create(pointwise(128, 1, 1), {32, 56, 56, 256}, Conv2dAlgorithm::gemm_1x1);
+    EXPECT_NE(bwd.explain().find("backward data prefetches"), std::string::npos) << to_string(isa) << ": 256 <- 128";
     EXPECT_FALSE(rule({1, 56, 56, 128}, 128)) << to_string(isa) << ": conv3_1/pw at mb 1";
     EXPECT_FALSE(rule({32, 28, 28, 512}, 128)) << to_string(isa) << ": res3b_branch2a at mb 32 (rows of 2 KiB)";
   }
 }
 
-// The wide kernel's forward (two packed blocks a tile, where the ISA has one; OC/G = 2 NR): rows around its tile
-// (and the half tile), output channel counts around 2 NR (those others keep the plain kernel),
+// The wide kernel (two packed blocks a tile, where the ISA has one) in the forward (OC/G = 2 NR) and backward data
+// (IC/G = 2 NR, stride 1): rows around its tile (and the half tile), channel counts around 2 NR (others keep the
+// plain kernel), dz rows copied padded,
 // groups, every activation, with and without a bias, in place and gathered: the reference's results,
 // forward_packed == forward bit for bit with no allocation, and explain() naming the kernel exactly where it runs.
-TEST_F(Gemm1x1, WideKernelMatchesTheReference) {
+TEST_F(Gemm1x1, WideKernelMatchesTheReference) {  // forward and backward data
   for (Isa isa : isas()) {
     set_isa(isa);
     const config::KernelTable& k = config::kernels(isa);
@@ -272,6 +276,14 @@ TEST_F(Gemm1x1, WideKernelMatchesTheReference) {
     add("narrow_past_2nr", pointwise(2 * nr + 1, 1, 1), {1, 3, 5, 9});
     add("narrow_nr", pointwise(nr, 1, 1), {1, 3, 5, 9});
     add("gathered_s2", pointwise(2 * nr, 2, 2), {1, 7, 9, 1024});
+    // Backward data's wide kernel: 2 NR input channels a group (its columns), stride 1.
+    for (int rows : {1, wm / 2 + 1, wm, 2 * wm + 1})
+      add("bwd_rows" + std::to_string(rows), pointwise(11, 1, 1), {1, rows, 1, 2 * nr}, rows % 2 == 1);
+    add("bwd_long_rows", pointwise(300, 1, 1), {1, 4, 5, 2 * nr});
+    add("bwd_groups2", pointwise(2 * 7, 1, 1, 2), {2, 3, 3, 2 * 2 * nr});
+    add("bwd_and_fwd", pointwise(2 * nr, 1, 1), {1, 5, 3, 2 * nr});
+    add("bwd_dz_1024_copied", pointwise(1024, 1, 1), {1, 3, 4, 2 * nr});
+    add("bwd_strided_not", pointwise(9, 2, 2), {1, 6, 7, 2 * nr});
     for (const Case& c : cases) {
       const Problem pr(c.p, c.input, 13u);
       const Expected e(pr);
@@ -281,9 +293,9 @@ TEST_F(Gemm1x1, WideKernelMatchesTheReference) {
                                  " threads " + std::to_string(threads);
         const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::gemm_1x1, Conv2dWeights::packed_once);
         const bool strided = c.p.strides.h != 1, gathered = plan.explain().find("gathered") != std::string::npos;
-        const bool width = c.p.filters / c.p.groups == 2 * nr;
-        EXPECT_EQ(plan.explain().find("gemm_wide") != std::string::npos,
-                  k.gemm_wide && width && (!strided || gathered))
+        const bool fwd_wide = c.p.filters / c.p.groups == 2 * nr && (!strided || gathered);
+        const bool bwd_wide = c.input[3] / c.p.groups == 2 * nr && !strided;
+        EXPECT_EQ(plan.explain().find("gemm_wide") != std::string::npos, k.gemm_wide && (fwd_wide || bwd_wide))
             << what << "\n" << plan.explain();
         testops::check_plan(plan, pr, e, what);
         const testops::AllocationCounter count{g_counting, g_allocations};
