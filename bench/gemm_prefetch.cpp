@@ -1,8 +1,8 @@
 // bench/gemm_prefetch.cpp — gemm_1x1's forward (or backward data) with and without its software prefetch of the next
 // row tile of x (dz) (ops::g_gemm_1x1_prefetch, the rule in src/ops/conv2d_gemm.cpp), alternating in one process so
-// that both see the
-// same buffers and the same spells of load on a noisy machine: per layer, the median over `rounds` of the last of 3
-// back-to-back forward_packed calls each way, and what the rule picks. A program that prints figures, not a test.
+// that both see the same buffers and the same spells of load on a noisy machine: per layer, the median over
+// `rounds` of the last of 3 back-to-back forward_packed (backward_data_packed) calls each way, and what the rule
+// picks. A program that prints figures, not a test.
 //
 //   gemm_prefetch [mb=32] [rounds=20] [fwd|bwd_d]
 #include <algorithm>
