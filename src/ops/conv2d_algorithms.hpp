@@ -81,8 +81,9 @@ std::span<const Conv2dAlgorithmInfo> conv2d_algorithms();
 // The algorithms (src/ops/conv2d_<name>.cpp).
 std::string gemm_1x1_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> gemm_1x1_create(const Conv2dContext& ctx);
-// Whether gemm_1x1's forward prefetches the next row tile of x (its rule in conv2d_gemm.cpp): -1 by the rule, 0
-// never, 1 always; read at each call. The tests force both ways, bench/gemm_prefetch.cpp alternates them.
+// Whether gemm_1x1's forward and stride-1 backward data prefetch the next row tile of x / dz (their rules in
+// conv2d_gemm.cpp): -1 by the rules, 0 never, 1 always; read at each call. The tests force both ways,
+// bench/gemm_prefetch.cpp alternates them.
 inline std::atomic<int> g_gemm_1x1_prefetch{-1};
 std::string depthwise_supports(const Conv2dGeometry& g);
 // Whether the depthwise group kernels start each work item with a sweep of prefetches over its rows: -1 where the
