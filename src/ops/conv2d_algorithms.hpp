@@ -103,6 +103,9 @@ inline std::atomic<int64_t> g_wgrad_image_group_dw_bytes{int64_t{1} << 20};
 // Whether kernel_rows' forward reads x in place (one group, zero padding): -1 where its measured rule says so, 0
 // never, 1 always. The tests force both ways.
 inline std::atomic<int> g_kernel_rows_forward_in_place{-1};
+// Whether kernel_rows' forward prefetches each next tile's output lines: -1 where the output exceeds kStreamBytes,
+// 0 never, 1 always; read at each call. The tests force both ways.
+inline std::atomic<int> g_kernel_rows_forward_prefetch{-1};
 std::string implicit_gemm_supports(const Conv2dGeometry& g);
 std::unique_ptr<detail::Conv2dImpl> implicit_gemm_create(const Conv2dContext& ctx);
 std::string winograd_supports(const Conv2dGeometry& g);

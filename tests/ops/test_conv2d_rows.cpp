@@ -43,6 +43,7 @@ struct Settings {
     ops::g_kernel_rows_band_floats = 32 * 1024;
     ops::g_kernel_rows_wgrad_pixels = 512;
     ops::g_kernel_rows_forward_in_place = -1;
+    ops::g_kernel_rows_forward_prefetch = -1;
   }
 };
 
@@ -168,8 +169,11 @@ TEST(KernelRows, MatchesReferenceOnEdgesAndRandomShapes) {
           ops::g_kernel_rows_band_floats = small_bands ? 1 : 32 * 1024;
           ops::g_kernel_rows_wgrad_pixels = small_bands ? 5 : 512;
           ops::g_kernel_rows_forward_in_place = in_place;
+          // The forward's prefetch of the next tile's output lines, forced on with the many small bands.
+          ops::g_kernel_rows_forward_prefetch = small_bands ? 1 : 0;
           const std::string tag = to_string(isa) + " " + std::to_string(threads) + " threads" +
-                                  (small_bands ? " small bands" : "") + (in_place ? " x in place" : " band copies");
+                                  (small_bands ? " small bands, output prefetched" : "") +
+                                  (in_place ? " x in place" : " band copies");
           uint32_t seed = 1;
           for (const Case& c : edges) check_case(c, tag, seed++);
           for (const Case& c : randoms) check_case(c, tag, seed++);
@@ -211,6 +215,10 @@ TEST(KernelRows, ChosenForImageStems) {
                                                    {mb, 224, 224, 3}, Conv2dAlgorithm::automatic, wts);
         EXPECT_EQ(stem.algorithm(), "kernel_rows") << stem.explain();
         EXPECT_NE(stem.explain().find("kernel_rows: chosen"), std::string::npos) << stem.explain();
+        // The output prefetch where the output passes 16 MiB (103 MB at mb 32, 3 MB at mb 1).
+        EXPECT_EQ(stem.explain().find("each tile prefetches the next tile's output lines") != std::string::npos,
+                  mb == 32)
+            << stem.explain();
         const Conv2dPlan fmnist = Conv2dPlan::create(conv(32, 5, 5, 1, 1, Padding::symmetric(2, 2), 1, 1),
                                                      {mb, 28, 28, 1}, Conv2dAlgorithm::automatic, wts);
         EXPECT_EQ(fmnist.algorithm(), "kernel_rows") << fmnist.explain();
