@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "convkit/conv.hpp"
+#include "convkit/tensor.hpp"
 #include "ops/conv2d_algorithms.hpp"
 
 namespace {
@@ -51,12 +52,13 @@ int main(int argc, char** argv) {
     p.kernel_size = {1, 1};
     const Shape in = {mb, l.hw, l.hw, l.k};
     const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::gemm_1x1);
-    std::vector<float> x(static_cast<std::size_t>(mb) * l.hw * l.hw * l.k, 0.5f);
-    std::vector<float> w(static_cast<std::size_t>(l.k) * l.n, 0.25f), b(static_cast<std::size_t>(l.n), 0.125f);
-    std::vector<float> y(static_cast<std::size_t>(mb) * l.hw * l.hw * l.n);
-    std::vector<float> packed(std::max<std::size_t>(plan.packed_weights_size(), 1));
+    // Every buffer on a 64-byte boundary (Tensor's), as in `convkit bench`: the kernels' non-temporal stores take
+    // only rows that start on one, and a row of 32 floats off it touches three lines instead of two.
+    const Tensor w(Shape{1, 1, l.k, l.n}, 0.25f), b(Shape{l.n}, 0.125f);
+    Tensor x(in, 0.5f), y(Shape{mb, l.hw, l.hw, l.n});
+    Tensor packed(Shape{std::max<int64_t>(static_cast<int64_t>(plan.packed_weights_size()), 1)});
     plan.pack_weights(w.data(), packed.data());
-    std::vector<unsigned char> ws(std::max<std::size_t>(plan.workspace_size(), 1));
+    Tensor ws(Shape{std::max<int64_t>(static_cast<int64_t>((plan.workspace_size() + 3) / 4), 1)});
     std::vector<double> ms[2];
     for (int r = 0; r < 2 * rounds; ++r) {
       const int on = r % 2;
