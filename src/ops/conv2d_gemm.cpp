@@ -147,10 +147,10 @@ class Gemm1x1 final : public detail::Conv2dImpl {
       const std::string bwd = bwd_wide_ ? std::string(ctx_.k->gemm_wide_name) : gemm;
       const std::string gemms = fwd == bwd ? fwd + " (forward, backward data)"
                                            : fwd + " (forward), " + bwd + " (backward data)";
-      return gemms + ", " + ctx_.k->wgrad_name + " (weights)" + padded;
+      return gemms + ", " + wgrad_.name() + padded;
     }
     return (gather_ ? fwd + " on the gathered strided rows" : igemm + " on the strided rows") + " (forward), " +
-           igemm + " into the strided rows (backward data), " + ctx_.k->wgrad_name + " (weights)" + padded;
+           igemm + " into the strided rows (backward data), " + wgrad_.name() + padded;
   }
 
   // Packed: the forward blocks (per group, NR output channels, IC/G rows), then the backward-data blocks (per

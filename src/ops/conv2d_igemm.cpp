@@ -115,7 +115,7 @@ class ImplicitGemm final : public detail::Conv2dImpl {
   std::string kernels() const override {
     return std::string(ctx_.k->igemm_name) + " (forward" + (scatter_ ? "" : ", backward data") + "), " +
            (scatter_ ? std::string(ctx_.k->gemm_name) + " + scatter (backward data), " : std::string()) +
-           ctx_.k->wgrad_name + " (weights)";
+           wgrad_.name();
   }
 
   // Packed once: forward's panels (per group and block of NR output channels: taps * IC/G rows of NR floats), then

@@ -15,6 +15,8 @@ class WgradPlan {
   // Takes this direction's buffers from `ws` (a dry run with a null base sizes them).
   void run(const float* x, const float* dz, float* dw, float* db, WorkspaceCarver& ws) const;
   std::size_t workspace_size() const;
+  // The kernel's name and how the threads share the work, for explain().
+  std::string name() const;
 
  private:
   struct Buffers {

@@ -217,7 +217,7 @@ class Winograd final : public detail::Conv2dImpl {
         bwd_fallback_ ? ")" : ", backward data)",
         bwd_fallback_ ? core::cat(", implicit_gemm (backward data: padding mode ", to_string(ctx_.g.padding_mode), ")")
                       : std::string(),
-        ", ", ctx_.k->wgrad_name, " (weights)");
+        ", ", wgrad_.name());
   }
 
   // The packed weights: forward's transformed kernel U, then backward data's (the transposed problem's kernel,
