@@ -36,6 +36,12 @@ int parallel_for(int threads, int64_t n, Fn&& fn) {
       &job);
 }
 
+// Whether `units` equal pieces of work share out evenly over `threads` contiguous slices: all of one size, or at least
+// 16 a thread (the largest slice then within 1/16 of the mean).
+inline bool shares_evenly(int64_t units, int threads) {
+  return threads > 0 && (units % threads == 0 || units >= 16 * int64_t{threads});
+}
+
 // Carves 64-byte aligned buffers out of one workspace. Plans size the workspace with the same sequence of take()
 // calls on a null base (a dry run), so that the two can never disagree.
 class WorkspaceCarver {

@@ -145,7 +145,13 @@ class KernelRows final : public detail::Conv2dImpl {
       items_ = g.groups * g.kh * chunks_ * oblocks_;
       const int64_t dw_size = g.kh * kc_ * g.oc;
       const int64_t units = g.n * wg_bands_;
-      split_pixels_ = T > 1 && items_ < 4 * T && units >= T && T * (dw_size + wg_buf_floats_) <= budget_;
+      // The threads split the units (each into its own partial dw) where the items are too few to share out, or
+      // where x and dz are many times dw (each thread then reads its share of them once instead of all of them;
+      // the rule of conv2d_wgrad.cpp). The 7x7/2 stem, 2 threads, in-process A/B: mb 32 31.5 -> 27.1 ms, mb 8 7.05
+      // -> 5.94, mb 2 1.41 -> 1.37; mb 1 (23 bands, 12 against 11) 0.67 -> 0.70, hence the even share.
+      const int64_t streamed = budget_ + g.n * g.oh * g.ow * g.oc;
+      split_pixels_ = T > 1 && T * (dw_size + wg_buf_floats_) <= budget_ &&
+                      ((items_ < 4 * T && units >= T) || (shares_evenly(units, T) && streamed >= 6 * T * dw_size));
       wg_threads_ = static_cast<int>(
           std::clamp<int64_t>(budget_ / std::max<int64_t>(1, wg_buf_floats_ + (split_pixels_ ? dw_size : 0)), 1, T));
       build_wgrad_table();
@@ -165,7 +171,8 @@ class KernelRows final : public detail::Conv2dImpl {
            (fwd_prefetch_ ? "; each tile prefetches the next tile's output lines" : "") + "), " +
            (bwd_fallback_ ? "implicit_gemm (backward data: " + bwd_fallback_->kernels() + ")"
                           : std::string(ctx_.k->gemm_name) + " + row adds (backward data)") +
-           ", " + ctx_.k->wgrad_name + " (weights, rows of " + std::to_string(kc_) + ")";
+           ", " + ctx_.k->wgrad_name + " (weights, rows of " + std::to_string(kc_) +
+           (split_pixels_ ? "; the threads splitting the output pixels)" : ")");
   }
 
   void forward(const float* x, const float* w, const float* b, float* y, void* ws) const override {
@@ -495,7 +502,8 @@ class KernelRows final : public detail::Conv2dImpl {
     for (int64_t r = 0; r < rows; ++r) {
       const auto first = reinterpret_cast<std::uintptr_t>(y + c_off[r]) & ~std::uintptr_t{63};
       const auto end = reinterpret_cast<std::uintptr_t>(y + c_off[r] + ocg_);
-      for (std::uintptr_t line = first; line < end; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
+      for (std::uintptr_t line = first; line < end; line += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
     }
   }
 

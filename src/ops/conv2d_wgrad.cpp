@@ -67,16 +67,18 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
   chunks_ = std::max<int64_t>(1, (table_.max_len + chunk_ - 1) / chunk_);
   units_ = (g.n + images_ - 1) / images_ * chunks_;
   // Many items, but x and dz streamed from memory: with the items shared out, every thread reads all of x and dz;
-  // with the units shared out, each reads its share once, into its own partial dw. Where x and dz (the x rows
-  // the taps reach) pass 6 partial dw's per thread, dw stays in L2 (images not grouped) and the units share out
-  // evenly (at least 4 a thread). Measured, 2 threads, ratio to oneDNN before -> after (medians of 3 alternating
-  // whole runs of `convkit bench --dir bwd_w`): mb 32 ResNet-50 res2a_branch1 1.19 -> 1.70 (23.0 -> 16.2 ms),
-  // res2a_branch2a 1.78 -> 2.55, res2b_branch2a 1.23 -> 1.54, res3a_branch2c 1.26 -> 1.44; MobileNet conv2_2/pw
-  // 1.29 -> 2.11, conv3_2/pw 1.45 -> 1.66; mb 8 res2a_branch1 1.23 -> 1.77. With dw past L2 it lost (res5a_branch2a,
-  // 2 MB: 1.17 -> 0.92), and res4a_branch2a at mb 8 (its stride-2 x read a quarter, 6 partials' worth) 1.12 ->
-  // 0.94. Fashion-MNIST conv2 at mb 32 (x and dz in L3, 12 partials' worth): 2.5-4.4% faster in-process.
+  // with the units shared out, each reads its share once, into its own partial dw. Where x and dz (the x rows the
+  // taps reach) pass 6 partial dw's per thread, dw stays in L2 (images not grouped) and the units share out evenly
+  // (at least 4 a thread, and shares_evenly). Measured, 2 threads, ratio to oneDNN before -> after (medians of 3
+  // alternating whole runs of `convkit bench --dir bwd_w`): mb 32 ResNet-50 res2a_branch1 1.19 -> 1.70 (23.0 ->
+  // 16.2 ms), res2a_branch2a 1.78 -> 2.55, res2b_branch2a 1.23 -> 1.54, res3a_branch2c 1.26 -> 1.44; MobileNet
+  // conv2_2/pw 1.29 -> 2.11, conv3_2/pw 1.45 -> 1.66; mb 8 res2a_branch1 1.23 -> 1.77. With dw past L2 it lost
+  // (res5a_branch2a, 2 MB: 1.17 -> 0.92), and so did res4a_branch2a at mb 8 (its stride-2 x read a quarter, 6
+  // partials' worth): 1.12 -> 0.94. Fashion-MNIST conv2 at mb 32 (x and dz in L3, 12 partials' worth): 2.5-4.4%
+  // faster in-process.
   if (!split_pixels_ && ctx_.threads > 1 && images_ == 1 && partial_floats <= g.n * g.ih * g.iw * g.ic &&
-      dw_bytes <= g_wgrad_image_group_dw_bytes.load() && units_ >= 4 * int64_t{ctx_.threads}) {
+      dw_bytes <= g_wgrad_image_group_dw_bytes.load() && units_ >= 4 * int64_t{ctx_.threads} &&
+      shares_evenly(units_, ctx_.threads)) {
     const int64_t x_read = g.n * std::min(g.ih * g.iw, g.oh * g.ow * taps_) * g.ic * int64_t{sizeof(float)};
     const int64_t dz_read = g.n * g.oh * g.ow * g.oc * int64_t{sizeof(float)};
     split_pixels_ = x_read + dz_read >= 6 * int64_t{ctx_.threads} * dw_bytes;
@@ -84,7 +86,8 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
 }
 
 std::string WgradPlan::name() const {
-  return std::string(ctx_.k->wgrad_name) + (split_pixels_ ? " (weights, the threads splitting the images)" : " (weights)");
+  return std::string(ctx_.k->wgrad_name) +
+         (split_pixels_ ? " (weights, the threads splitting the output pixels)" : " (weights)");
 }
 
 WgradPlan::Buffers WgradPlan::carve(WorkspaceCarver& ws) const {

@@ -223,6 +223,16 @@ TEST(KernelRows, ChosenForImageStems) {
                                                      {mb, 28, 28, 1}, Conv2dAlgorithm::automatic, wts);
         EXPECT_EQ(fmnist.algorithm(), "kernel_rows") << fmnist.explain();
       }
+    // At 2 threads the weight gradient splits the stem's output pixels between the threads where x and dz are many
+    // times dw and the bands share out evenly: mb 2 and 32 (46 and 736 bands), not mb 1 (23 bands).
+    set_num_threads(2);
+    for (int mb : {1, 2, 32}) {
+      const Conv2dPlan stem = Conv2dPlan::create(conv(64, 7, 7, 2, 2, Padding::symmetric(3, 3), 1, 1),
+                                                 {mb, 224, 224, 3}, Conv2dAlgorithm::automatic);
+      EXPECT_EQ(stem.explain().find("the threads splitting the output pixels") != std::string::npos, mb != 1)
+          << mb << "\n" << stem.explain();
+    }
+    set_num_threads(0);
     const Conv2dPlan wide = Conv2dPlan::create(conv(64, 3, 3, 2, 2, Padding::same(), 1, 1), {1, 14, 14, 32});
     EXPECT_NE(wide.algorithm(), "kernel_rows") << wide.explain();
     EXPECT_NE(wide.explain().find("kernel_rows: supported, not chosen"), std::string::npos) << wide.explain();
