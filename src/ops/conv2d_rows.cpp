@@ -288,9 +288,18 @@ class KernelRows final : public detail::Conv2dImpl {
     const Conv2dGeometry& g = ctx_.g;
     WorkspaceCarver carver(ws);
     const WgBuffers buf = carve_weights(carver);
-    const int64_t dw_size = g.kh * kc_ * g.oc, per_group = items_ / g.groups;
-    // Runs the items [i0, i1) over the bands [u0, u1) (u = image * bands + band) into dwp (zeroed by the caller).
-    const auto run = [&](int64_t i0, int64_t i1, int64_t u0, int64_t u1, float* band, float* dwp) {
+    const int64_t dw_size = g.kh * kc_ * g.oc, per_group = items_ / g.groups, units = g.n * wg_bands_;
+    // The bias gradient rides along (as in WgradPlan::run): each slice t adds its share of the dz rows into its own
+    // partial sums right after its items have read them (the rows of its bands, or slice t of all rows).
+    float* const bias = db ? buf.bias_partials : nullptr;
+    const auto bias_of = [&](int t) {
+      if (bias) std::fill_n(bias + int64_t{t} * g.oc, g.oc, 0.0f);
+      return bias ? bias + int64_t{t} * g.oc : nullptr;
+    };
+    // Runs the items [i0, i1) over the bands [u0, u1) (u = image * bands + band) into dwp (zeroed by the caller);
+    // after each band, adds its dz rows that lie in [r0, r1) into bias_t (when not null).
+    const auto run = [&](int64_t i0, int64_t i1, int64_t u0, int64_t u1, float* band, float* dwp, float* bias_t,
+                         int64_t r0, int64_t r1) {
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t n = u / wg_bands_, bi = u % wg_bands_;
         for (int64_t grp = i0 / per_group; grp * per_group < i1; ++grp) {
@@ -305,19 +314,28 @@ class KernelRows final : public detail::Conv2dImpl {
           for (int64_t it = std::max(i0, grp * per_group); it < std::min(i1, (grp + 1) * per_group); ++it)
             run_item(it, bi, base, dz + n * g.oh * g.ow * g.oc, dwp);
         }
+        if (bias_t) {
+          const int64_t oy0 = bi * wg_rows_, oy1 = std::min(g.oh, oy0 + wg_rows_);
+          add_bias_rows(dz, std::max(r0, (n * g.oh + oy0) * g.ow), std::min(r1, (n * g.oh + oy1) * g.ow), g.oc,
+                        bias_t);
+        }
       }
     };
+    int slices = 0;
     if (!split_pixels_) {
-      parallel_for(wg_threads_, items_, [&](int64_t i0, int64_t i1, int t) {
+      slices = parallel_for(wg_threads_, items_, [&](int64_t i0, int64_t i1, int t) {
+        const int64_t nt = std::min<int64_t>(wg_threads_, items_);
         for (int64_t it = i0; it < i1; ++it) zero_item(it, dw);
-        run(i0, i1, 0, g.n * wg_bands_, buf.bands + t * wg_buf_floats_, dw);
+        const int64_t rows = g.n * g.oh * g.ow;
+        run(i0, i1, 0, units, buf.bands + t * wg_buf_floats_, dw, bias_of(t), rows * t / nt, rows * (t + 1) / nt);
       });
     } else {
-      const int used = parallel_for(wg_threads_, g.n * wg_bands_, [&](int64_t u0, int64_t u1, int t) {
+      const int used = parallel_for(wg_threads_, units, [&](int64_t u0, int64_t u1, int t) {
         float* part = buf.partials + t * dw_size;
         std::fill_n(part, dw_size, 0.0f);
-        run(0, items_, u0, u1, buf.bands + t * wg_buf_floats_, part);
+        run(0, items_, u0, u1, buf.bands + t * wg_buf_floats_, part, bias_of(t), 0, g.n * g.oh * g.ow);
       });
+      slices = used;
       parallel_for(ctx_.threads, dw_size, [&](int64_t e0, int64_t e1, int) {
         for (int64_t e = e0; e < e1; ++e) {
           float s = 0.0f;
@@ -326,7 +344,7 @@ class KernelRows final : public detail::Conv2dImpl {
         }
       });
     }
-    if (db) bias_gradient(g.n * g.oh * g.ow, g.oc, dz, db, buf.bias_partials, ctx_.threads);
+    if (db) sum_bias_partials(bias, slices, g.oc, db);
   }
 
  private:

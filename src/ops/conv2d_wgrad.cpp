@@ -106,7 +106,7 @@ std::size_t WgradPlan::workspace_size() const {
 }
 
 void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0, int64_t u1,
-                          bool overwrite_first) const {
+                          bool overwrite_first, float* bias, int64_t r0, int64_t r1) const {
   const Conv2dGeometry& g = ctx_.g;
   const int64_t icg = g.ic_per_group(), ocg = g.oc_per_group(), nr = ctx_.k->nr;
   const int64_t x_image = g.ih * g.iw * g.ic, dz_image = g.oh * g.ow * g.oc;
@@ -133,22 +133,46 @@ void WgradPlan::run_items(const float* x, const float* dz, float* dw, int64_t i0
                     dz + n * dz_image + grp * ocg + o0, table_.dz_off.data() + lo,
                     dw + (tap * icg + c0) * g.oc + grp * ocg + o0, static_cast<std::size_t>(g.oc), first ? 0 : 1);
     }
+    // After the unit's items, while its dz rows are still in cache: their part of the bias gradient.
+    if (bias) add_unit_bias(dz, u, r0, r1, bias);
   }
+}
+
+void WgradPlan::add_unit_bias(const float* dz, int64_t u, int64_t r0, int64_t r1, float* bias) const {
+  // Unit u's share of the output pixels: part q of chunks_ of its images' rows (any partition would do; this one
+  // follows the pixels the unit's items read).
+  const Conv2dGeometry& g = ctx_.g;
+  const int64_t n = u / chunks_ * images_, q = u % chunks_, images = std::min(images_, g.n - n);
+  const int64_t rows = images * g.oh * g.ow, first = n * g.oh * g.ow;
+  add_bias_rows(dz, std::max(r0, first + rows * q / chunks_), std::min(r1, first + rows * (q + 1) / chunks_), g.oc,
+                bias);
 }
 
 void WgradPlan::run(const float* x, const float* dz, float* dw, float* db, WorkspaceCarver& ws) const {
   const Conv2dGeometry& g = ctx_.g;
   const Buffers b = carve(ws);
   const int64_t units = units_;
+  // The bias gradient rides along: each thread adds its share of the dz rows into its own partial sums right after
+  // its items have read them (the rows of its units, or where every thread walks every unit, slice t of all rows),
+  // instead of a separate pass over dz from memory at the end.
+  float* const bias = db ? b.bias_partials : nullptr;
+  const auto bias_of = [&](int t) { return bias ? bias + int64_t{t} * g.oc : nullptr; };
+  int slices = 0;
   if (!split_pixels_) {
     // Each thread owns whole items (disjoint parts of dw) and walks all the pixels.
-    parallel_for(ctx_.threads, items_,
-                 [&](int64_t i0, int64_t i1, int) { run_items(x, dz, dw, i0, i1, 0, units, true); });
+    slices = parallel_for(ctx_.threads, items_, [&](int64_t i0, int64_t i1, int t) {
+      const int64_t nt = std::min<int64_t>(ctx_.threads, items_);
+      if (bias) std::fill_n(bias_of(t), g.oc, 0.0f);
+      const int64_t rows = g.n * g.oh * g.ow;
+      run_items(x, dz, dw, i0, i1, 0, units, true, bias_of(t), rows * t / nt, rows * (t + 1) / nt);
+    });
   } else {
     const int64_t dw_size = taps_ * g.ic_per_group() * g.oc;
     const int used = parallel_for(ctx_.threads, units, [&](int64_t u0, int64_t u1, int t) {
-      run_items(x, dz, b.partials + t * dw_size, 0, items_, u0, u1, true);
+      if (bias) std::fill_n(bias_of(t), g.oc, 0.0f);
+      run_items(x, dz, b.partials + t * dw_size, 0, items_, u0, u1, true, bias_of(t), 0, g.n * g.oh * g.ow);
     });
+    slices = used;
     parallel_for(ctx_.threads, dw_size, [&](int64_t e0, int64_t e1, int) {
       for (int64_t e = e0; e < e1; ++e) {
         float s = 0.0f;
@@ -157,27 +181,31 @@ void WgradPlan::run(const float* x, const float* dz, float* dw, float* db, Works
       }
     });
   }
-  if (db) bias_gradient(g.n * g.oh * g.ow, g.oc, dz, db, b.bias_partials, ctx_.threads);
+  if (db) sum_bias_partials(bias, slices, g.oc, db);
+}
+
+void add_bias_rows(const float* dz, int64_t r0, int64_t r1, int64_t oc, float* sum) {
+  // (r1 <= r0 adds nothing.)
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* row = dz + r * oc;
+    for (int64_t o = 0; o < oc; ++o) sum[o] += row[o];
+  }
+}
+
+void sum_bias_partials(const float* partials, int slices, int64_t oc, float* db) {
+  for (int64_t o = 0; o < oc; ++o) {
+    float s = 0.0f;
+    for (int t = 0; t < slices; ++t) s += partials[t * oc + o];
+    db[o] = s;
+  }
 }
 
 void bias_gradient(int64_t rows, int64_t oc, const float* dz, float* db, float* partials, int threads) {
-  if (rows == 0) {
-    std::fill_n(db, oc, 0.0f);
-    return;
-  }
   const int used = parallel_for(threads, rows, [&](int64_t r0, int64_t r1, int t) {
-    float* acc = partials + t * oc;
-    std::fill_n(acc, oc, 0.0f);
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* row = dz + r * oc;
-      for (int64_t o = 0; o < oc; ++o) acc[o] += row[o];
-    }
+    std::fill_n(partials + t * oc, oc, 0.0f);
+    add_bias_rows(dz, r0, r1, oc, partials + t * oc);
   });
-  for (int64_t o = 0; o < oc; ++o) {
-    float s = 0.0f;
-    for (int t = 0; t < used; ++t) s += partials[t * oc + o];
-    db[o] = s;
-  }
+  sum_bias_partials(partials, used, oc, db);
 }
 
 }  // namespace convkit::ops

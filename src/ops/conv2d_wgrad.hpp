@@ -24,9 +24,12 @@ class WgradPlan {
     float* bias_partials;  // threads x OC
   };
   Buffers carve(WorkspaceCarver& ws) const;
-  // Runs items [i0, i1) over the units [u0, u1) (u = image group * chunks + chunk) into dw.
+  // Runs items [i0, i1) over the units [u0, u1) (u = image group * chunks + chunk) into dw; after each unit, adds
+  // its dz rows that lie in [r0, r1) into bias (when not null).
   void run_items(const float* x, const float* dz, float* dw, int64_t i0, int64_t i1, int64_t u0, int64_t u1,
-                 bool overwrite_first) const;
+                 bool overwrite_first, float* bias, int64_t r0, int64_t r1) const;
+  // bias (OC) += the dz rows in [r0, r1) of unit u's share of the output pixels.
+  void add_unit_bias(const float* dz, int64_t u, int64_t r0, int64_t r1, float* bias) const;
 
   Conv2dContext ctx_;
   WgradTable table_;
@@ -42,5 +45,9 @@ class WgradPlan {
 
 // db (OC) = sum of dz (rows, OC) over the rows: per-thread partial sums (partials: threads x OC), then their sum.
 void bias_gradient(int64_t rows, int64_t oc, const float* dz, float* db, float* partials, int threads);
+// The pieces of it for a bias gradient computed alongside another pass: sum (OC) += dz rows [r0, r1); db = the sum
+// of `slices` partial sums (slices x OC), in slice order.
+void add_bias_rows(const float* dz, int64_t r0, int64_t r1, int64_t oc, float* sum);
+void sum_bias_partials(const float* partials, int slices, int64_t oc, float* db);
 
 }  // namespace convkit::ops
