@@ -182,6 +182,25 @@ TEST(KernelRows, MatchesReferenceOnEdgesAndRandomShapes) {
   }
 }
 
+// The weight gradient's threads split the output pixels by the streamed rule too (28 items, so not for lack of
+// items): a stem-like 7x7/2 layer over 4 images of 48 x 48 x 3, 2 bands an image, at 2 threads; and on one thread
+// the same layer does not split. Both against the reference.
+TEST(KernelRows, StreamedWeightGradientSplitMatchesTheReference) {
+  Settings s;
+  const Case c{"stem_48", conv(64, 7, 7, 2, 2, Padding::symmetric(3, 3), 1, 1), {4, 48, 48, 3}};
+  for (Isa isa : isas()) {
+    set_isa(isa);
+    for (int threads : {2, 1}) {
+      set_num_threads(threads);
+      const Conv2dPlan plan = Conv2dPlan::create(c.p, c.input, Conv2dAlgorithm::kernel_rows);
+      EXPECT_EQ(plan.explain().find("the threads splitting the output pixels") != std::string::npos,
+                threads == 2)
+          << to_string(isa) << " " << threads << "\n" << plan.explain();
+      check_case(c, to_string(isa) + " " + std::to_string(threads) + " threads", 7u);
+    }
+  }
+}
+
 TEST(KernelRows, RefusesDilationAlongTheWidth) {
   Conv2dParams p = conv(4, 3, 3, 1, 1, Padding::same(), 1, 1);
   p.dilation_rate = {1, 2};
