@@ -292,7 +292,7 @@ class KernelRows final : public detail::Conv2dImpl {
     // The bias gradient rides along (as in WgradPlan::run): each slice t adds its share of the dz rows into its own
     // partial sums right after its items have read them (the rows of its bands, or slice t of all rows).
     float* const bias = db ? buf.bias_partials : nullptr;
-    const auto bias_of = [&](int t) {
+    const auto bias_of = [&](int t) {  // slice t's partial sums, zeroed
       if (bias) std::fill_n(bias + int64_t{t} * g.oc, g.oc, 0.0f);
       return bias ? bias + int64_t{t} * g.oc : nullptr;
     };
@@ -321,25 +321,24 @@ class KernelRows final : public detail::Conv2dImpl {
         }
       }
     };
+    const int64_t rows = g.n * g.oh * g.ow;
     int slices = 0;
     if (!split_pixels_) {
       slices = parallel_for(wg_threads_, items_, [&](int64_t i0, int64_t i1, int t) {
         const int64_t nt = std::min<int64_t>(wg_threads_, items_);
         for (int64_t it = i0; it < i1; ++it) zero_item(it, dw);
-        const int64_t rows = g.n * g.oh * g.ow;
         run(i0, i1, 0, units, buf.bands + t * wg_buf_floats_, dw, bias_of(t), rows * t / nt, rows * (t + 1) / nt);
       });
     } else {
-      const int used = parallel_for(wg_threads_, units, [&](int64_t u0, int64_t u1, int t) {
+      slices = parallel_for(wg_threads_, units, [&](int64_t u0, int64_t u1, int t) {
         float* part = buf.partials + t * dw_size;
         std::fill_n(part, dw_size, 0.0f);
-        run(0, items_, u0, u1, buf.bands + t * wg_buf_floats_, part, bias_of(t), 0, g.n * g.oh * g.ow);
+        run(0, items_, u0, u1, buf.bands + t * wg_buf_floats_, part, bias_of(t), 0, rows);
       });
-      slices = used;
       parallel_for(ctx_.threads, dw_size, [&](int64_t e0, int64_t e1, int) {
         for (int64_t e = e0; e < e1; ++e) {
           float s = 0.0f;
-          for (int t = 0; t < used; ++t) s += buf.partials[t * dw_size + e];
+          for (int t = 0; t < slices; ++t) s += buf.partials[t * dw_size + e];
           dw[e] = s;
         }
       });

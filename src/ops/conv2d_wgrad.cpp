@@ -156,27 +156,27 @@ void WgradPlan::run(const float* x, const float* dz, float* dw, float* db, Works
   // its items have read them (the rows of its units, or where every thread walks every unit, slice t of all rows),
   // instead of a separate pass over dz from memory at the end.
   float* const bias = db ? b.bias_partials : nullptr;
-  const auto bias_of = [&](int t) { return bias ? bias + int64_t{t} * g.oc : nullptr; };
+  const auto bias_of = [&](int t) {  // slice t's partial sums, zeroed
+    if (bias) std::fill_n(bias + int64_t{t} * g.oc, g.oc, 0.0f);
+    return bias ? bias + int64_t{t} * g.oc : nullptr;
+  };
+  const int64_t rows = g.n * g.oh * g.ow;
   int slices = 0;
   if (!split_pixels_) {
     // Each thread owns whole items (disjoint parts of dw) and walks all the pixels.
     slices = parallel_for(ctx_.threads, items_, [&](int64_t i0, int64_t i1, int t) {
       const int64_t nt = std::min<int64_t>(ctx_.threads, items_);
-      if (bias) std::fill_n(bias_of(t), g.oc, 0.0f);
-      const int64_t rows = g.n * g.oh * g.ow;
       run_items(x, dz, dw, i0, i1, 0, units, true, bias_of(t), rows * t / nt, rows * (t + 1) / nt);
     });
   } else {
     const int64_t dw_size = taps_ * g.ic_per_group() * g.oc;
-    const int used = parallel_for(ctx_.threads, units, [&](int64_t u0, int64_t u1, int t) {
-      if (bias) std::fill_n(bias_of(t), g.oc, 0.0f);
-      run_items(x, dz, b.partials + t * dw_size, 0, items_, u0, u1, true, bias_of(t), 0, g.n * g.oh * g.ow);
+    slices = parallel_for(ctx_.threads, units, [&](int64_t u0, int64_t u1, int t) {
+      run_items(x, dz, b.partials + t * dw_size, 0, items_, u0, u1, true, bias_of(t), 0, rows);
     });
-    slices = used;
     parallel_for(ctx_.threads, dw_size, [&](int64_t e0, int64_t e1, int) {
       for (int64_t e = e0; e < e1; ++e) {
         float s = 0.0f;
-        for (int t = 0; t < used; ++t) s += b.partials[t * dw_size + e];
+        for (int t = 0; t < slices; ++t) s += b.partials[t * dw_size + e];
         dw[e] = s;
       }
     });
