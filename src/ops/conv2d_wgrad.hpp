@@ -38,8 +38,8 @@ class WgradPlan {
   int64_t chunk_ = 0;      // output pixels per reduction chunk (per tap)
   int64_t units_ = 0;      // (image group, chunk) units
   int64_t og_blocks_ = 0;  // output blocks per group in the item order (all of them: one group)
-  // Few (group, tap, channel tile, output block) items for the threads: split the pixels instead, each thread into
-  // its own partial dw, summed at the end.
+  // Few (group, tap, channel tile, output block) items for the threads, or x and dz streamed many times dw's size
+  // (the rule in the constructor): split the pixels instead, each thread into its own partial dw, summed at the end.
   bool split_pixels_ = false;
 };
 
