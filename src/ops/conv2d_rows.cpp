@@ -151,7 +151,8 @@ class KernelRows final : public detail::Conv2dImpl {
       // -> 5.94, mb 2 1.41 -> 1.37; mb 1 (23 bands, 12 against 11) 0.67 -> 0.70, hence the even share.
       const int64_t streamed = budget_ + g.n * g.oh * g.ow * g.oc;
       split_pixels_ = T > 1 && T * (dw_size + wg_buf_floats_) <= budget_ &&
-                      ((items_ < 4 * T && units >= T) || (shares_evenly(units, T) && streamed >= 6 * T * dw_size));
+                      ((items_ < 4 * T && units >= T) ||
+                       (shares_evenly(units, T) && split_pays_for_streamed(streamed, dw_size, static_cast<int>(T))));
       wg_threads_ = static_cast<int>(
           std::clamp<int64_t>(budget_ / std::max<int64_t>(1, wg_buf_floats_ + (split_pixels_ ? dw_size : 0)), 1, T));
       build_wgrad_table();

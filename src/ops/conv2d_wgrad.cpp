@@ -81,7 +81,7 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
       shares_evenly(units_, ctx_.threads)) {
     const int64_t x_read = g.n * std::min(g.ih * g.iw, g.oh * g.ow * taps_) * g.ic * int64_t{sizeof(float)};
     const int64_t dz_read = g.n * g.oh * g.ow * g.oc * int64_t{sizeof(float)};
-    split_pixels_ = x_read + dz_read >= 6 * int64_t{ctx_.threads} * dw_bytes;
+    split_pixels_ = split_pays_for_streamed(x_read + dz_read, dw_bytes, ctx_.threads);
   }
 }
 

@@ -43,6 +43,13 @@ class WgradPlan {
   bool split_pixels_ = false;
 };
 
+// Whether a weight gradient whose threads would each read all of x and dz (x_and_dz, in the unit of dw: bytes or
+// floats) should split its output pixels between them instead, each into its own partial dw: where x and dz pass 6
+// partial dw's per thread (WgradPlan and kernel_rows; the measurements are in conv2d_wgrad.cpp).
+inline bool split_pays_for_streamed(int64_t x_and_dz, int64_t dw, int threads) {
+  return x_and_dz >= 6 * int64_t{threads} * dw;
+}
+
 // db (OC) = sum of dz (rows, OC) over the rows: per-thread partial sums (partials: threads x OC), then their sum.
 void bias_gradient(int64_t rows, int64_t oc, const float* dz, float* db, float* partials, int threads);
 // The pieces of it for a bias gradient computed alongside another pass: sum (OC) += dz rows [r0, r1); db = the sum
