@@ -128,6 +128,20 @@ class Depthwise final : public detail::Conv2dImpl {
     return std::max(kRowChannelBlock, (g.oc / want + kRowChannelBlock - 1) / kRowChannelBlock * kRowChannelBlock);
   }
 
+  // Whether the group kernels over out_rows output rows an image give each thread an equal share of the rows, with
+  // all channels, instead of the work items of channel_block: where there are too few rows for the items (so the
+  // channels would be split), stride 1, at least two rows a thread and rows that share out evenly. A channel range
+  // per item measured slower than its share of the one-thread time: at mb 1 on two threads (medians of 21 blocks of
+  // 20 calls, three alternating runs), 14x14x512 forward 13.3-13.9 -> 11.2-11.4 us and backward data 13.8-14.0 ->
+  // 11.4-11.6 (one thread: 18-19), 14x14x256 6.6 -> 5.0-5.2 / 6.3-6.6 -> 4.9-5.1, 28x28x256 even / 17.4-17.8 ->
+  // 16.1-16.4. At stride 2 it was mixed (28x28x256 7% faster, 56x56x128 3% slower), and with rows that do not share
+  // out evenly slower (7 rows of 14x14x512 at stride 2: 6.1-6.7 -> 6.7 us).
+  bool row_shares(int64_t out_rows, int64_t stride) const {
+    const int64_t total = ctx_.g.n * out_rows;
+    return ctx_.threads > 1 && stride == 1 && group_cblock_ < ctx_.g.oc && total >= 2 * ctx_.threads &&
+           shares_evenly(total, ctx_.threads);
+  }
+
   std::size_t workspace_size() const override {
     WorkspaceCarver f(nullptr), b(nullptr), w(nullptr);
     carve_forward(f);
@@ -143,6 +157,9 @@ class Depthwise final : public detail::Conv2dImpl {
              (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
              ", f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
+             (!fold_ && row_shares(ctx_.g.oh, ctx_.g.sh)
+                  ? "; few rows: each thread an equal share of the output rows, all channels"
+                  : "") +
              (!fold_ && sweeps(ctx_.g.n * ctx_.g.ih * ctx_.g.iw * ctx_.g.ic)
                   ? std::string(", each group's new rows prefetched in address order first") +
                         (ctx_.g.oc <= 32 ? " (not in the weight gradient: 32 channels or fewer)" : "") +
@@ -448,23 +465,46 @@ class Depthwise final : public detail::Conv2dImpl {
     const int64_t R = group_rows_, groups = (out_h + R - 1) / R, C = ctx_.g.oc;
     const int64_t cblocks = (C + group_cblock_ - 1) / group_cblock_;
     const bool sweep = sweeps(ctx_.g.n * in_h * in_w * C);
+    // The group of nr output rows from row q0 of image n, channels [c0, c0 + cb); with `sweep`, its input rows past
+    // the first `shared` (those of the thread's previous group) prefetched first.
+    auto group = [&](int64_t n, int64_t q0, int64_t nr, int64_t c0, int64_t cb, int64_t shared) {
+      const float* rows[kMaxGroupInputRows];
+      float* outs[kMaxGroupRows];
+      const int64_t nin = (nr - 1) * stride + 3;
+      group_input_rows(in + n * in_h * in_w * C + c0, in_h, in_w * C, q0 * stride - top, nin, rows);
+      for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
+      if (sweep) sweep_rows(rows, shared, nin, in_w, C, cb);
+      ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
+                             static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
+                             static_cast<std::size_t>(col_stride), rows, in_w, ix0, w + c0, b ? b + c0 : nullptr, outs,
+                             &params);
+      if (post != Activation::none)
+        for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
+    };
+    if (!sweep && row_shares(out_h, stride)) {
+      // Each thread its equal share of the rows (the images' rows one after the other), all channels, in as few
+      // groups of at most R rows an image as the share allows, as even as they can be.
+      const int64_t total = ctx_.g.n * out_h, T = ctx_.threads;
+      parallel_for(ctx_.threads, T, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t r = total * t / T, r1 = total * (t + 1) / T; r < r1;) {
+            const int64_t n = r / out_h, len = std::min(r1, (n + 1) * out_h) - r, parts = (len + R - 1) / R;
+            for (int64_t k = 0, q0 = r % out_h; k < parts; ++k) {
+              const int64_t nr = len * (k + 1) / parts - len * k / parts;
+              group(n, q0, nr, 0, C, 0);
+              q0 += nr;
+            }
+            r += len;
+          }
+        if (params.stream) uk::store_fence();
+      });
+      return;
+    }
     parallel_for(ctx_.threads, ctx_.g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int) {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t grp = it / cblocks, c0 = (it % cblocks) * group_cblock_, cb = std::min(group_cblock_, C - c0);
         const int64_t n = grp / groups, q0 = (grp % groups) * R, nr = std::min(R, out_h - q0);
-        const float* rows[kMaxGroupInputRows];
-        float* outs[kMaxGroupRows];
-        group_input_rows(in + n * in_h * in_w * C + c0, in_h, in_w * C, q0 * stride - top, (nr - 1) * stride + 3,
-                         rows);
-        for (int64_t r = 0; r < nr; ++r) outs[r] = out + ((n * out_h + q0 + r) * out_w) * C + c0;
-        const int64_t nin = (nr - 1) * stride + 3;
-        if (sweep) sweep_rows(rows, rows_shared_with_previous(it, i0, cblocks, q0, stride), nin, in_w, C, cb);
-        ctx_.k->dwconv3x3_rows(static_cast<std::size_t>(nr), static_cast<std::size_t>(out_w),
-                               static_cast<std::size_t>(cb), static_cast<std::size_t>(C),
-                               static_cast<std::size_t>(col_stride), rows, in_w, ix0, w + c0, b ? b + c0 : nullptr,
-                               outs, &params);
-        if (post != Activation::none)
-          for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
+        group(n, q0, nr, c0, cb, rows_shared_with_previous(it, i0, cblocks, q0, stride));
       }
       if (params.stream) uk::store_fence();
     });

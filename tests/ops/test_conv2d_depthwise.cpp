@@ -193,5 +193,52 @@ TEST(Conv2dDepthwise, RowKernelsBordersTilesStridesChannels) {
   }
 }
 
+// Few rows of many channels at stride 1 (zero padding): rather than channel ranges per work item, each thread takes
+// an equal share of the output rows with all channels, in groups of at most the kernel's rows an image, the shares
+// running across images (Depthwise::row_shares). Taken where the rows share out evenly over two or more threads,
+// not on one thread, at stride 2 or with rows that do not share out evenly; each way against the reference on every
+// ISA, forward and backward data (whose rows are the input's), packed and per call.
+TEST(Conv2dDepthwise, FewRowsShareOutByRows) {
+  Restore restore;
+  ops::g_min_ns_per_thread = 0.0;
+  struct Case {
+    int batch, h, w, channels, stride, threads;
+    bool shares;
+  };
+  const Case cases[] = {
+      {1, 14, 14, 200, 1, 2, true},   // 7 rows a thread
+      {3, 4, 9, 200, 1, 2, true},     // 6 rows a thread: image 1 split between the threads
+      {3, 4, 9, 200, 1, 3, true},     // one image a thread
+      {2, 5, 6, 512, 1, 2, true},     // one image a thread, groups of 2 + 3 rows
+      {1, 14, 14, 200, 1, 1, false},  // one thread
+      {1, 7, 7, 200, 1, 2, false},    // 7 rows over 2 threads
+      {1, 14, 14, 200, 2, 2, false},  // stride 2
+  };
+  uint32_t seed = 300;
+  for (const Case& cs : cases) {
+    Conv2dParams p;
+    p.filters = cs.channels;
+    p.kernel_size = {3, 3};
+    p.strides = {cs.stride, cs.stride};
+    p.padding = Padding::same();
+    p.groups = cs.channels;
+    p.activation = seed % 2 ? Activation::relu : Activation::none;
+    const Shape in{cs.batch, cs.h, cs.w, cs.channels};
+    const testops::Problem pr(p, in, ++seed);
+    const testops::Expected e(pr);
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+      if (!cpu_supports(isa)) continue;
+      set_isa(isa);
+      set_num_threads(cs.threads);
+      const std::string what = to_string(isa) + " threads " + std::to_string(cs.threads) + " " + testops::describe(p, in);
+      for (Conv2dWeights weights : {Conv2dWeights::per_call, Conv2dWeights::packed_once}) {
+        const Conv2dPlan plan = Conv2dPlan::create(p, in, Conv2dAlgorithm::depthwise, weights);
+        EXPECT_EQ(plan.explain().find("equal share of the output rows") != std::string::npos, cs.shares) << what;
+        testops::check_plan(plan, pr, e, what);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace convkit
