@@ -130,18 +130,49 @@ class Depthwise final : public detail::Conv2dImpl {
     return std::max(kRowChannelBlock, (g.oc / want + kRowChannelBlock - 1) / kRowChannelBlock * kRowChannelBlock);
   }
 
-  // Whether the group kernels over out_rows output rows an image give each thread an equal share of the rows, with
-  // all channels, instead of the work items of channel_block: where there are too few rows for the items (so the
-  // channels would be split), stride 1, at least two rows a thread and rows that share out evenly. A channel range
-  // per item measured slower than its share of the one-thread time: at mb 1 on two threads (medians of 21 blocks of
-  // 20 calls, three alternating runs), 14x14x512 forward 13.3-13.9 -> 11.2-11.4 us and backward data 13.8-14.0 ->
-  // 11.4-11.6 (one thread: 18-19), 14x14x256 6.6 -> 5.0-5.2 / 6.3-6.6 -> 4.9-5.1, 28x28x256 even / 17.4-17.8 ->
-  // 16.1-16.4. At stride 2 it was mixed (28x28x256 7% faster, 56x56x128 3% slower), and with rows that do not share
-  // out evenly slower (7 rows of 14x14x512 at stride 2: 6.1-6.7 -> 6.7 us).
-  bool row_shares(int64_t out_rows, int64_t stride) const {
+  // Whether the group kernels over out_rows output rows an image (on `threads` threads) give each thread an equal
+  // share of the rows, with all channels, instead of the work items of channel_block: where there are too few rows
+  // for the items (so the channels would be split), stride 1, at least two rows a thread, rows that share out evenly
+  // and inputs within kStreamBytes (no sweeps). A channel range per item measured slower than its share of the
+  // one-thread time: at mb 1 on two threads (medians of 21 blocks of 20 calls, three alternating runs), 14x14x512
+  // forward 13.3-13.9 -> 11.2-11.4 us and backward data 13.8-14.0 -> 11.4-11.6 (one thread: 18-19), 14x14x256 6.6 ->
+  // 5.0-5.2 / 6.3-6.6 -> 4.9-5.1, 28x28x256 even / 17.4-17.8 -> 16.1-16.4. At stride 2 it was mixed (28x28x256 7%
+  // faster, 56x56x128 3% slower), and with rows that do not share out evenly slower (7 rows of 14x14x512 at stride 2:
+  // 6.1-6.7 -> 6.7 us). The weight gradient (each thread's rows into its own partial dW, as before), medians of 7
+  // alternating runs: 14x14x512 16.2 -> 15.5 us, 28x28x256 28.4 -> 25.0, 14x14x256 7.6 -> 7.3 (of 3).
+  bool row_shares(int64_t out_rows, int64_t stride, int threads) const {
+    const Conv2dGeometry& g = ctx_.g;
+    const int64_t total = g.n * out_rows;
+    return threads > 1 && stride == 1 && group_cblock_ < g.oc && total >= 2 * threads &&
+           shares_evenly(total, threads) && !sweeps(g.n * std::max(g.ih * g.iw, g.oh * g.ow) * g.oc);
+  }
+  // explain()'s words for row_shares: the directions that take it.
+  std::string shares_text() const {
+    const Conv2dGeometry& g = ctx_.g;
+    if (fold_) return "";
+    std::string dirs;
+    auto add = [&](bool on, const char* d) {
+      if (on) dirs += (dirs.empty() ? "" : ", ") + std::string(d);
+    };
+    add(row_shares(g.oh, g.sh, ctx_.threads), "forward");
+    add(bwd_row_ && row_shares(g.ih, 1, ctx_.threads), "backward data");
+    add(row_shares(g.oh, g.sh, wgrad_threads_), "weight gradient");
+    return dirs.empty() ? "" : "; few rows: each thread an equal share of the rows, all channels (" + dirs + ")";
+  }
+  // Share t of T of the images' out_rows output rows (one after the other), as fn(image, first row, rows): in as few
+  // groups of at most R rows an image as the share allows, as even as they can be.
+  template <typename Fn>
+  void for_row_share(int64_t out_rows, int64_t R, int t, int T, Fn&& fn) const {
     const int64_t total = ctx_.g.n * out_rows;
-    return ctx_.threads > 1 && stride == 1 && group_cblock_ < ctx_.g.oc && total >= 2 * ctx_.threads &&
-           shares_evenly(total, ctx_.threads);
+    for (int64_t r = total * t / T, r1 = total * (t + 1) / T; r < r1;) {
+      const int64_t n = r / out_rows, len = std::min(r1, (n + 1) * out_rows) - r, parts = (len + R - 1) / R;
+      for (int64_t k = 0, q0 = r % out_rows; k < parts; ++k) {
+        const int64_t nr = len * (k + 1) / parts - len * k / parts;
+        fn(n, q0, nr);
+        q0 += nr;
+      }
+      r += len;
+    }
   }
 
   std::size_t workspace_size() const override {
@@ -159,9 +190,7 @@ class Depthwise final : public detail::Conv2dImpl {
              (group_rows_ > 1 ? " (" + std::to_string(group_rows_) + " rows at once)" : "") +
              ", f32_dwconv3x3_row" + std::string(group_rows_ > 1 ? "s" : "") + "_wgrad__" + isa +
              (fold_ ? " (row interiors), " + table + " (padded borders)" : " (whole rows, zero padding inside)") +
-             (!fold_ && row_shares(ctx_.g.oh, ctx_.g.sh)
-                  ? "; few rows: each thread an equal share of the output rows, all channels"
-                  : "") +
+             shares_text() +
              (!fold_ && sweeps(ctx_.g.n * ctx_.g.ih * ctx_.g.iw * ctx_.g.ic)
                   ? std::string(", each group's new rows prefetched in address order first") +
                         (ctx_.g.oc <= 32 ? " (not in the weight gradient: 32 channels or fewer)" : "") +
@@ -483,21 +512,11 @@ class Depthwise final : public detail::Conv2dImpl {
       if (post != Activation::none)
         for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
     };
-    if (!sweep && row_shares(out_h, stride)) {
-      // Each thread its equal share of the rows (the images' rows one after the other), all channels, in as few
-      // groups of at most R rows an image as the share allows, as even as they can be.
-      const int64_t total = ctx_.g.n * out_h, T = ctx_.threads;
-      parallel_for(ctx_.threads, T, [&](int64_t t0, int64_t t1, int) {
+    if (row_shares(out_h, stride, ctx_.threads)) {
+      parallel_for(ctx_.threads, ctx_.threads, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t)
-          for (int64_t r = total * t / T, r1 = total * (t + 1) / T; r < r1;) {
-            const int64_t n = r / out_h, len = std::min(r1, (n + 1) * out_h) - r, parts = (len + R - 1) / R;
-            for (int64_t k = 0, q0 = r % out_h; k < parts; ++k) {
-              const int64_t nr = len * (k + 1) / parts - len * k / parts;
-              group(n, q0, nr, 0, C, 0);
-              q0 += nr;
-            }
-            r += len;
-          }
+          for_row_share(out_h, R, static_cast<int>(t), ctx_.threads,
+                        [&](int64_t n, int64_t q0, int64_t nr) { group(n, q0, nr, 0, C, 0); });
         if (params.stream) uk::store_fence();
       });
       return;
@@ -557,7 +576,10 @@ class Depthwise final : public detail::Conv2dImpl {
     // forward pass gained (1.21-1.26 -> 1.55-1.92).
     const bool large = !fold_ && sweeps(g.n * g.ih * g.iw * g.ic);
     const bool sweep = large && (g.oc > 32 || g_depthwise_row_sweeps.load() == 1);
-    const int used = parallel_for(wgrad_threads_, g.n * groups * cblocks, [&](int64_t i0, int64_t i1, int t) {
+    // Few rows (row_shares): each thread's equal share of the rows into its partial, all channels.
+    const bool shares = !fold_ && row_shares(g.oh, g.sh, wgrad_threads_);
+    const int used = parallel_for(wgrad_threads_, shares ? wgrad_threads_ : g.n * groups * cblocks,
+                                  [&](int64_t i0, int64_t i1, int t) {
       float* pdw = t == 0 ? dw : buf.partials + (t - 1) * part_size;
       float* pdb = db ? (t == 0 ? db : buf.partials + (t - 1) * part_size + dw_size) : nullptr;
       std::fill_n(pdw, dw_size, 0.0f);
@@ -574,31 +596,38 @@ class Depthwise final : public detail::Conv2dImpl {
             for (int64_t c = 0; c < g.oc; ++c) pdb[c] += d[c];
           }
       };
+      // Zero padding: output rows [q0, q0 + nr) of image n at once, input rows q0 * stride - pad_top + k, channels
+      // [c0, c0 + cb); with `sweep`, the input rows past the first `shared` prefetched first.
+      auto group = [&](int64_t n, int64_t q0, int64_t nr, int64_t c0, int64_t cb, int64_t shared) {
+        const float* rows[kMaxGroupInputRows];
+        const float* dzs[kMaxGroupRows];
+        group_input_rows(x + n * x_image + c0, g.ih, g.iw * g.ic, q0 * g.sh - g.pad_top, (nr - 1) * g.sh + 3, rows);
+        for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
+        if (sweep) {
+          sweep_rows(rows, shared, (nr - 1) * g.sh + 3, g.iw, g.ic, cb);
+          sweep_rows(dzs, 0, nr, g.ow, g.oc, cb);
+        }
+        const int64_t seg = large && g.sh == 1 ? kStreamSegment : 0;
+        in_segments(g.ow, seg, g.sw, -g.pad_left, g.iw, g.ic, cb, rows, (nr - 1) * g.sh + 3, dzs, nr,
+                    [&](int64_t j0, int64_t np) {
+                      const float* d[kMaxGroupRows];
+                      for (int64_t r = 0; r < nr; ++r) d[r] = dzs[r] + j0 * g.oc;
+                      ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(np),
+                                                   static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc),
+                                                   static_cast<std::size_t>(g.sw), rows, g.iw, j0 * g.sw - g.pad_left,
+                                                   d, pdw + c0, pdb ? pdb + c0 : nullptr);
+                    });
+      };
+      if (shares) {
+        for_row_share(g.oh, R, t, wgrad_threads_,
+                      [&](int64_t n, int64_t q0, int64_t nr) { group(n, q0, nr, 0, g.oc, 0); });
+        return;
+      }
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t c0 = (it % cblocks) * cbw, cb = std::min(cbw, g.oc - c0);
         if (!fold_) {
-          // Zero padding: output rows [q0, q0 + nr) at once, input rows q0 * stride - pad_top + k.
           const int64_t n = it / cblocks / groups, q0 = it / cblocks % groups * R, nr = std::min(R, g.oh - q0);
-          const float* rows[kMaxGroupInputRows];
-          const float* dzs[kMaxGroupRows];
-          group_input_rows(x + n * x_image + c0, g.ih, g.iw * g.ic, q0 * g.sh - g.pad_top, (nr - 1) * g.sh + 3,
-                           rows);
-          for (int64_t r = 0; r < nr; ++r) dzs[r] = dz + n * dz_image + (q0 + r) * g.ow * g.oc + c0;
-          if (sweep) {
-            sweep_rows(rows, rows_shared_with_previous(it, i0, cblocks, q0, g.sh), (nr - 1) * g.sh + 3, g.iw, g.ic,
-                       cb);
-            sweep_rows(dzs, 0, nr, g.ow, g.oc, cb);
-          }
-          const int64_t seg = large && g.sh == 1 ? kStreamSegment : 0;
-          in_segments(g.ow, seg, g.sw, -g.pad_left, g.iw, g.ic, cb, rows, (nr - 1) * g.sh + 3, dzs, nr,
-                      [&](int64_t j0, int64_t np) {
-                        const float* d[kMaxGroupRows];
-                        for (int64_t r = 0; r < nr; ++r) d[r] = dzs[r] + j0 * g.oc;
-                        ctx_.k->dwconv3x3_rows_wgrad(static_cast<std::size_t>(nr), static_cast<std::size_t>(np),
-                                                     static_cast<std::size_t>(cb), static_cast<std::size_t>(g.oc),
-                                                     static_cast<std::size_t>(g.sw), rows, g.iw,
-                                                     j0 * g.sw - g.pad_left, d, pdw + c0, pdb ? pdb + c0 : nullptr);
-                      });
+          group(n, q0, nr, c0, cb, rows_shared_with_previous(it, i0, cblocks, q0, g.sh));
           continue;
         }
         const int64_t row = it / cblocks, n = row / g.oh, oy = row % g.oh, iy = oy * g.sh - g.pad_top;
