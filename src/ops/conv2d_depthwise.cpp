@@ -5,7 +5,7 @@
 //   3x3, multiplier 1, no dilation (the MobileNet layers): whole output rows through the row kernels
 //   (f32_dwconv3x3_row*), which take the zero padding in their stride (missing rows and columns skipped), so no
 //   table, no zero vector and no separate border pass; threads over (image, output row), and over channel ranges
-//   when there are few rows (forward and backward data at stride 1 with rows that share out evenly: an equal share
+//   when there are few rows (at stride 1 with rows that share out evenly, in all three directions: an equal share
 //   of the rows per thread instead, row_shares). Other padding modes: the rows and columns that touch the padding
 //   through the tables.
 //   forward:          the row kernel, bias and relu fused; zero padding: groups of output rows per call (3 at
