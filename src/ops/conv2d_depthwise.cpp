@@ -513,10 +513,9 @@ class Depthwise final : public detail::Conv2dImpl {
         for (int64_t r = 0; r < nr; ++r) activation_forward(post, outs[r], out_w * C);
     };
     if (row_shares(out_h, stride, ctx_.threads)) {
-      parallel_for(ctx_.threads, ctx_.threads, [&](int64_t t0, int64_t t1, int) {
-        for (int64_t t = t0; t < t1; ++t)
-          for_row_share(out_h, R, static_cast<int>(t), ctx_.threads,
-                        [&](int64_t n, int64_t q0, int64_t nr) { group(n, q0, nr, 0, C, 0); });
+      parallel_for(ctx_.threads, ctx_.threads, [&](int64_t, int64_t, int t) {
+        for_row_share(out_h, R, t, ctx_.threads,
+                      [&](int64_t n, int64_t q0, int64_t nr) { group(n, q0, nr, 0, C, 0); });
         if (params.stream) uk::store_fence();
       });
       return;
