@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <unistd.h>  // sysconf
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define CONVKIT_X86 1
@@ -74,10 +76,19 @@ CpuFeatures detect() {
 CpuFeatures detect() { return CpuFeatures{}; }
 #endif
 
+CpuFeatures detect_all() {
+  CpuFeatures f = detect();
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  f.l2_bytes = l2 > 0 ? l2 : 0;
+#endif
+  return f;
+}
+
 }  // namespace
 
 const CpuFeatures& cpu_features() {
-  static const CpuFeatures features = detect();  // thread-safe initialisation, done once
+  static const CpuFeatures features = detect_all();  // thread-safe initialisation, done once
   return features;
 }
 

@@ -7,6 +7,7 @@
 #include <new>
 #include <vector>
 
+#include "config/cpu.hpp"
 #include "config/kernels.hpp"
 #include "convkit/conv.hpp"
 #include "convkit/error.hpp"
@@ -103,6 +104,10 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
   ops::Conv2dContext ctx{g, p.activation, &config::kernels(isa), ops::conv2d_threads(g, available)};
   ops::pool_reserve(ctx.threads);  // the calls then start no threads: they allocate nothing
   ctx.weights = weights;
+  if (const int64_t l2 = ops::g_l2_bytes.load(); l2 > 0)
+    ctx.l2_bytes = l2;
+  else if (config::cpu_features().l2_bytes > 0)
+    ctx.l2_bytes = config::cpu_features().l2_bytes;
   plan.weights_ = weights;
 
   std::string why =
@@ -110,7 +115,7 @@ Conv2dPlan Conv2dPlan::create(const Conv2dParams& p, const Shape& input_shape, C
           " -> output ", shape_to_string(g.output_shape()), "; strides (", g.sh, ", ", g.sw, "), dilation (", g.dh,
           ", ", g.dw, "), groups ", g.groups, ", padding top/bottom/left/right ", g.pad_top, "/", g.pad_bottom, "/",
           g.pad_left, "/", g.pad_right, " (", to_string(g.padding_mode), "), activation ", to_string(p.activation),
-          "\n  ISA ", to_string(isa), ", ", available, " thread(s)",
+          "\n  ISA ", to_string(isa), ", L2 ", ctx.l2_bytes / 1024, " KiB, ", available, " thread(s)",
           ctx.threads == available ? std::string() : cat(" (", ctx.threads, " used: too little work for more)"),
           algo == Conv2dAlgorithm::automatic ? std::string() : cat(", algorithm forced to ", to_string(algo)),
           weights == Conv2dWeights::packed_once ? ", weights packed once" : "", "\n");

@@ -55,6 +55,8 @@ namespace convkit::ops {
 enum class BackwardDataForm { automatic, gather, scatter };
 
 // What an algorithm's plan is built from.
+inline constexpr int64_t kDefaultL2Bytes = int64_t{1} << 20;
+
 struct Conv2dContext {
   Conv2dGeometry g;
   Activation activation = Activation::none;
@@ -62,6 +64,9 @@ struct Conv2dContext {
   int threads = 1;
   BackwardDataForm backward_data = BackwardDataForm::automatic;
   Conv2dWeights weights = Conv2dWeights::per_call;
+  // One core's L2 data cache (config::CpuFeatures::l2_bytes), which the cache-blocking rules scale with; where the
+  // CPU does not tell, that of the machine they were first measured on (Zen 5: 1 MiB).
+  int64_t l2_bytes = kDefaultL2Bytes;
 };
 
 struct Conv2dAlgorithmInfo {
@@ -100,6 +105,8 @@ inline std::atomic<int64_t> g_kernel_rows_wgrad_pixels{512};
 // The weight gradient's (conv2d_wgrad.cpp) dw size past which images with few pixels are reduced in groups, read
 // when a plan is made. The tests lower it to group small problems.
 inline std::atomic<int64_t> g_wgrad_image_group_dw_bytes{int64_t{1} << 20};
+// The L2 size plans are made for (Conv2dContext::l2_bytes): 0 for the CPU's; the tests set others.
+inline std::atomic<int64_t> g_l2_bytes{0};
 // Whether kernel_rows' forward reads x in place (one group, zero padding): -1 where its measured rule says so, 0
 // never, 1 always. The tests force both ways.
 inline std::atomic<int> g_kernel_rows_forward_in_place{-1};

@@ -1,13 +1,18 @@
 #include "ops/conv2d_wgrad.hpp"
 
 #include <algorithm>
+#include <string>
 
 namespace convkit::ops {
 
 namespace {
 // Output pixels per reduction chunk: the x and dz rows of one chunk stay in cache while every item of a thread
-// passes over them. 512 measured best for 3x3 layers at 64 and 128 channels (ResNet-50, one thread, Zen 5: about 3%
-// faster than 256; 1024 slowed the 1x1 layers with 256 output channels, whose chunk then outgrows L2).
+// passes over them. 512 measured best for 3x3 layers at 64 and 128 channels (ResNet-50, one thread, Zen 5 with its
+// 1 MiB L2: about 3% faster than 256; 1024 slowed the 1x1 layers with 256 output channels, whose chunk then outgrows
+// L2). The chunk scales with the L2 (chunk_pixels): with Zen 3's 512 KiB, 256 pixels measured faster than 512 (AVX2,
+// 2 threads, mb 32, medians of 5-9 rounds alternating in one process, ms): 1x1 28x28 512 -> 128 43.9 -> 36.2, 56x56
+// 64 -> 256 37.5 -> 34.1, 56x56 256 -> 64 40.0 -> 37.2; 3x3 56x56 64 -> 64 58.6 -> 52.9, 14x14 256 -> 256 70.6 ->
+// 59.9, 28x28 128 -> 128 even. Not past 512 on a larger L2 (unmeasured there).
 constexpr int64_t kChunk = 512;
 // Wider layers (over 256 input or output channels per group) re-read a chunk's dz rows once per channel tile of
 // their thread, dozens of times; those rows are kept within 256 KiB, a quarter of Zen 5's L2:
@@ -29,6 +34,11 @@ constexpr int64_t kChunk = 512;
 constexpr int64_t kWideChannels = 256;
 constexpr int64_t kWideDzBytes = 256 * 1024;
 constexpr int64_t kMinChunk = 128;
+
+// The chunk for an L2 of l2_bytes: kChunk at 1 MiB, in proportion below it, within [kMinChunk, kChunk].
+int64_t chunk_pixels(int64_t l2_bytes) {
+  return std::clamp<int64_t>(kChunk * l2_bytes / (int64_t{1} << 20), kMinChunk, kChunk);
+}
 }  // namespace
 
 WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(ctx.g)) {
@@ -54,15 +64,16 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
     images_ = std::min<int64_t>(g.n, kChunk / std::max<int64_t>(1, table_.max_len));
     if (images_ > 1) table_ = wgrad_table_images(table_, g, images_);
   }
-  chunk_ = kChunk;
+  const int64_t chunk_max = chunk_pixels(ctx_.l2_bytes);
+  chunk_ = chunk_max;
   og_blocks_ = oblocks_;
   const int64_t dz_row_bytes = g.oc_per_group() * int64_t{sizeof(float)};
   if (std::max(g.ic_per_group(), g.oc_per_group()) > kWideChannels &&
       table_.max_len * dz_row_bytes > 2 * kWideDzBytes) {
     if (kMinChunk * dz_row_bytes <= kWideDzBytes || table_.max_len < kChunk)
-      chunk_ = std::clamp<int64_t>(kWideDzBytes / dz_row_bytes, kMinChunk, kChunk);
+      chunk_ = std::clamp<int64_t>(kWideDzBytes / dz_row_bytes, kMinChunk, chunk_max);
     else
-      og_blocks_ = std::clamp<int64_t>(kWideDzBytes / (kChunk * ctx_.k->nr * int64_t{sizeof(float)}), 1, oblocks_);
+      og_blocks_ = std::clamp<int64_t>(kWideDzBytes / (chunk_ * ctx_.k->nr * int64_t{sizeof(float)}), 1, oblocks_);
   }
   chunks_ = std::max<int64_t>(1, (table_.max_len + chunk_ - 1) / chunk_);
   units_ = (g.n + images_ - 1) / images_ * chunks_;
@@ -86,8 +97,8 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
 }
 
 std::string WgradPlan::name() const {
-  return std::string(ctx_.k->wgrad_name) +
-         (split_pixels_ ? " (weights, the threads splitting the output pixels)" : " (weights)");
+  return std::string(ctx_.k->wgrad_name) + " (weights, chunks of " + std::to_string(chunk_) + " output pixels" +
+         (split_pixels_ ? ", the threads splitting the output pixels)" : ")");
 }
 
 WgradPlan::Buffers WgradPlan::carve(WorkspaceCarver& ws) const {

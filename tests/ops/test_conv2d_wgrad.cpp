@@ -94,6 +94,7 @@ class Wgrad : public ::testing::Test {
     reset_isa();
     set_num_threads(0);
     ops::g_wgrad_image_group_dw_bytes = int64_t{1} << 20;
+    ops::g_l2_bytes = 0;
   }
   static void check_all(std::vector<Case> (*make)(const config::KernelTable&));
 };
@@ -105,6 +106,34 @@ TEST_F(Wgrad, ImageGroupsMatchTheReference) {
   check_all(image_group_cases);
 }
 
+// The reduction chunk follows the L2 the plan is made for (512 output pixels at 1 MiB, in proportion below it, 128
+// at least, 512 at most; the wide layers' narrower chunks within it), as explain() says; and the cases above,
+// chunk edges included, match the reference with the chunks of a 512 KiB L2 (half of them at 256 pixels).
+TEST_F(Wgrad, ChunkFollowsTheL2) {
+  const auto chunk = [](const Conv2dParams& p, const Shape& in, int64_t l2) {
+    ops::g_l2_bytes = l2;
+    const std::string e = Conv2dPlan::create(p, in, Conv2dAlgorithm::gemm_1x1).explain();
+    EXPECT_NE(e.find("L2 " + std::to_string(l2 / 1024) + " KiB"), std::string::npos) << e;
+    const std::size_t at = e.find("chunks of ");
+    return at == std::string::npos ? -1 : std::stoi(e.substr(at + 10));
+  };
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
+    if (!cpu_supports(isa)) continue;
+    set_isa(isa);
+    const Conv2dParams res3b = conv(128, 1);  // 512 -> 128 channels, 28x28 at mb 32: a long reduction
+    EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{1} << 20), 512) << to_string(isa);
+    EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{2} << 20), 512) << to_string(isa);
+    EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{512} << 10), 256) << to_string(isa);
+    EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{384} << 10), 192) << to_string(isa);
+    EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{64} << 10), 128) << to_string(isa);
+    // 512 output channels: dz rows of 2 KiB, the chunk narrowed to 128 pixels on both.
+    EXPECT_EQ(chunk(conv(512, 1), {32, 14, 14, 512}, int64_t{1} << 20), 128) << to_string(isa);
+    EXPECT_EQ(chunk(conv(512, 1), {32, 14, 14, 512}, int64_t{512} << 10), 128) << to_string(isa);
+  }
+  ops::g_l2_bytes = int64_t{512} << 10;
+  check_all(cases);
+}
+
 // Where the threads split the images: x and dz streamed at 6 partial dw's a thread or more, dw within L2, 4 units a
 // thread shared out evenly (ResNet-50 res2a_branch1 at mb 32 and 8, not at mb 1: 7 chunks of one image; not on one
 // thread; not where dw passes 1 MiB: res4a_branch1; not over 9 images), as explain() says; and the two new cases
@@ -113,7 +142,7 @@ TEST_F(Wgrad, ThreadsSplitTheImagesWhereXAndDzStream) {
   const auto splits = [](const Conv2dParams& p, const Shape& in, int threads) {
     set_num_threads(threads);
     const Conv2dPlan plan = Conv2dPlan::create(p, in);
-    return plan.explain().find("(weights, the threads splitting the output pixels)") != std::string::npos;
+    return plan.explain().find("output pixels, the threads splitting the output pixels)") != std::string::npos;
   };
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
     if (!cpu_supports(isa)) continue;
