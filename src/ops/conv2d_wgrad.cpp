@@ -15,7 +15,10 @@ namespace {
 // 59.9, 28x28 128 -> 128 even. Not past 512 on a larger L2 (unmeasured there).
 constexpr int64_t kChunk = 512;
 // Wider layers (over 256 input or output channels per group) re-read a chunk's dz rows once per channel tile of
-// their thread, dozens of times; those rows are kept within 256 KiB, a quarter of Zen 5's L2:
+// their thread, dozens of times; those rows are kept within a quarter of the L2 (wide_dz_bytes: 256 KiB on Zen 5;
+// on Zen 3's 512 KiB L2, 128 KiB measured 5-13% faster than 256 at mb 32, AVX2, 2 threads, medians of 7-9 rounds
+// in one process: 1x1 14x14 512 -> 512 41.8 -> 39.2 ms, 7x7 1024 -> 1024 44.7 -> 39.3, 28x28 128 -> 512 34.5 ->
+// 30.7, 7x7 512 -> 2048 44.9 -> 39.6, 14x14 1024 -> 256 32.0 -> 30.2):
 // - by a narrower chunk, down to 128 pixels (64 cost more in the items' fixed work and dw tile reloads than it
 //   saved). Measured at mb 32, 2 threads, ms (ratio to oneDNN) before -> after, medians of 3 alternating runs:
 //   MobileNet conv5_1/pw (512 -> 512) 11.0 (0.91) -> 9.8 (1.01), ResNet-50 res3a_branch2c (128 -> 512) 14.3 (1.10)
@@ -28,17 +31,18 @@ constexpr int64_t kChunk = 512;
 //   res5a_branch2c (512 -> 2048) 12.7 (0.86) -> 9.3 (1.11), res4a_branch2c (256 -> 1024) 12.8 (0.90) -> 10.9
 //   (1.07). With short reductions (a strided layer's 49 pixels per image) the groups lost: res5a_branch1 0.99 ->
 //   0.88.
-// A reduction whose dz rows take at most twice that (512 KiB) stays one chunk: it is read from L2 all the same, and
+// A reduction whose dz rows take at most twice that (512 KiB on Zen 5) stays one chunk: it is read from L2 all the same, and
 // a second chunk would be a second pass over dw (VGG-19 conv5_1, 512 channels on 14x14, mb 1: 2.14 -> 2.22 ms in
 // two chunks).
 constexpr int64_t kWideChannels = 256;
-constexpr int64_t kWideDzBytes = 256 * 1024;
 constexpr int64_t kMinChunk = 128;
 
 // The chunk for an L2 of l2_bytes: kChunk at 1 MiB, in proportion below it, within [kMinChunk, kChunk].
 int64_t chunk_pixels(int64_t l2_bytes) {
   return std::clamp<int64_t>(kChunk * l2_bytes / (int64_t{1} << 20), kMinChunk, kChunk);
 }
+// The bytes of dz rows a wide layer's chunk keeps to: a quarter of the L2.
+int64_t wide_dz_bytes(int64_t l2_bytes) { return l2_bytes / 4; }
 }  // namespace
 
 WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(ctx.g)) {
@@ -68,12 +72,13 @@ WgradPlan::WgradPlan(const Conv2dContext& ctx) : ctx_(ctx), table_(wgrad_table(c
   chunk_ = chunk_max;
   og_blocks_ = oblocks_;
   const int64_t dz_row_bytes = g.oc_per_group() * int64_t{sizeof(float)};
+  const int64_t wide_dz = wide_dz_bytes(ctx_.l2_bytes);
   if (std::max(g.ic_per_group(), g.oc_per_group()) > kWideChannels &&
-      table_.max_len * dz_row_bytes > 2 * kWideDzBytes) {
-    if (kMinChunk * dz_row_bytes <= kWideDzBytes || table_.max_len < kChunk)
-      chunk_ = std::clamp<int64_t>(kWideDzBytes / dz_row_bytes, kMinChunk, chunk_max);
+      table_.max_len * dz_row_bytes > 2 * wide_dz) {
+    if (kMinChunk * dz_row_bytes <= wide_dz || table_.max_len < kChunk)
+      chunk_ = std::clamp<int64_t>(wide_dz / dz_row_bytes, kMinChunk, chunk_max);
     else
-      og_blocks_ = std::clamp<int64_t>(kWideDzBytes / (chunk_ * ctx_.k->nr * int64_t{sizeof(float)}), 1, oblocks_);
+      og_blocks_ = std::clamp<int64_t>(wide_dz / (chunk_ * ctx_.k->nr * int64_t{sizeof(float)}), 1, oblocks_);
   }
   chunks_ = std::max<int64_t>(1, (table_.max_len + chunk_ - 1) / chunk_);
   units_ = (g.n + images_ - 1) / images_ * chunks_;

@@ -107,8 +107,8 @@ TEST_F(Wgrad, ImageGroupsMatchTheReference) {
 }
 
 // The reduction chunk follows the L2 the plan is made for (512 output pixels at 1 MiB, in proportion below it, 128
-// at least, 512 at most; the wide layers' narrower chunks within it), as explain() says; and the cases above,
-// chunk edges included, match the reference with the chunks of a 512 KiB L2 (half of them at 256 pixels).
+// at least, 512 at most; the wide layers' dz rows within a quarter of it), as explain() says; and the cases above,
+// chunk edges included, match the reference with the chunks of a 512 KiB L2.
 TEST_F(Wgrad, ChunkFollowsTheL2) {
   const auto chunk = [](const Conv2dParams& p, const Shape& in, int64_t l2) {
     ops::g_l2_bytes = l2;
@@ -126,9 +126,10 @@ TEST_F(Wgrad, ChunkFollowsTheL2) {
     EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{512} << 10), 256) << to_string(isa);
     EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{384} << 10), 192) << to_string(isa);
     EXPECT_EQ(chunk(res3b, {32, 28, 28, 512}, int64_t{64} << 10), 128) << to_string(isa);
-    // 512 output channels: dz rows of 2 KiB, the chunk narrowed to 128 pixels on both.
+    // 512 output channels, dz rows of 2 KiB kept to a quarter of the L2: the chunk narrowed to 128 pixels with 1 MiB;
+    // with 512 KiB not below 128 pixels, so the output blocks go in groups over 256-pixel chunks instead.
     EXPECT_EQ(chunk(conv(512, 1), {32, 14, 14, 512}, int64_t{1} << 20), 128) << to_string(isa);
-    EXPECT_EQ(chunk(conv(512, 1), {32, 14, 14, 512}, int64_t{512} << 10), 128) << to_string(isa);
+    EXPECT_EQ(chunk(conv(512, 1), {32, 14, 14, 512}, int64_t{512} << 10), 256) << to_string(isa);
   }
   ops::g_l2_bytes = int64_t{512} << 10;
   check_all(cases);
