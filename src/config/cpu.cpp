@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <cstring>
 
+#if __has_include(<unistd.h>)
 #include <unistd.h>  // sysconf
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

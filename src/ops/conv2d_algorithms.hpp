@@ -54,9 +54,10 @@ namespace convkit::ops {
 // tests force each.
 enum class BackwardDataForm { automatic, gather, scatter };
 
-// What an algorithm's plan is built from.
+// The L2 a plan assumes where the CPU does not report one (Conv2dContext::l2_bytes).
 inline constexpr int64_t kDefaultL2Bytes = int64_t{1} << 20;
 
+// What an algorithm's plan is built from.
 struct Conv2dContext {
   Conv2dGeometry g;
   Activation activation = Activation::none;

@@ -31,9 +31,9 @@ constexpr int64_t kChunk = 512;
 //   res5a_branch2c (512 -> 2048) 12.7 (0.86) -> 9.3 (1.11), res4a_branch2c (256 -> 1024) 12.8 (0.90) -> 10.9
 //   (1.07). With short reductions (a strided layer's 49 pixels per image) the groups lost: res5a_branch1 0.99 ->
 //   0.88.
-// A reduction whose dz rows take at most twice that (512 KiB on Zen 5) stays one chunk: it is read from L2 all the same, and
-// a second chunk would be a second pass over dw (VGG-19 conv5_1, 512 channels on 14x14, mb 1: 2.14 -> 2.22 ms in
-// two chunks).
+// A reduction whose dz rows take at most twice that (512 KiB on Zen 5) stays one chunk: it is read from L2 all the
+// same, and a second chunk would be a second pass over dw (VGG-19 conv5_1, 512 channels on 14x14, mb 1: 2.14 ->
+// 2.22 ms in two chunks).
 constexpr int64_t kWideChannels = 256;
 constexpr int64_t kMinChunk = 128;
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "config/cpu.hpp"
 #include "config/kernels.hpp"
 #include "convkit/runtime.hpp"
 #include "ops/conv2d_algorithms.hpp"
@@ -117,6 +118,10 @@ TEST_F(Wgrad, ChunkFollowsTheL2) {
     const std::size_t at = e.find("chunks of ");
     return at == std::string::npos ? -1 : std::stoi(e.substr(at + 10));
   };
+  // Without a setting, the plan takes the L2 the CPU reports (1 MiB where it reports none).
+  const int64_t cpu_l2 = config::cpu_features().l2_bytes > 0 ? config::cpu_features().l2_bytes : int64_t{1} << 20;
+  const std::string e = Conv2dPlan::create(conv(8, 1), {1, 4, 4, 8}).explain();
+  EXPECT_NE(e.find("L2 " + std::to_string(cpu_l2 / 1024) + " KiB,"), std::string::npos) << e;
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic}) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
